@@ -1,0 +1,254 @@
+"""The ``vraagbaak`` command line. Thin: every command calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .settings import Settings
+
+app = typer.Typer(help="Vraagbaak — vragen over gemeentelijke documenten, met bronnen.", no_args_is_help=True)
+models_app = typer.Typer(help="Install and check the local models (no hub access needed).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _settings(index_dir: Optional[Path] = None) -> Settings:
+    s = Settings()
+    if index_dir is not None:
+        s.index_dir = index_dir
+    return s
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+IndexDirOpt = Annotated[Optional[Path], typer.Option("--index-dir", help="Index folder (default: settings).")]
+
+
+# --------------------------------------------------------------------------- models
+@models_app.command("install")
+def models_install(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to install (default: all defaults).")] = None,
+) -> None:
+    """Fetch, assemble and verify the default models (idempotent, resumable)."""
+    from .models import ModelError, install_models
+
+    try:
+        paths = install_models(names or None, settings=_settings(), progress=True)
+    except ModelError as exc:
+        _fail(str(exc))
+    for p in paths if isinstance(paths, list) else [paths]:
+        typer.echo(f"ok  {p}")
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the registered models: installed, verified, size, licence."""
+    from .models import format_size, list_models
+
+    rows = list_models(_settings())
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ | {"path": str(r.path)} for r in rows], indent=2))
+        return
+    for r in rows:
+        state = "verified" if r.verified else ("installed, NOT verified" if r.installed else "not installed")
+        size = format_size(r.size_bytes) if r.size_bytes else "-"
+        typer.echo(f"{r.name:40s} {r.kind:9s} {size:>9s}  {state:24s} {r.licence}  {r.path}")
+
+
+@models_app.command("verify")
+def models_verify(names: Annotated[Optional[list[str]], typer.Argument()] = None) -> None:
+    """Re-hash the installed model files against their published sha256."""
+    from .models import ModelError, list_models, verify_model
+
+    s = _settings()
+    for name in names or [m.name for m in list_models(s)]:
+        try:
+            verify_model(name, s, full=True)
+            typer.echo(f"ok  {name}")
+        except ModelError as exc:
+            _fail(f"FAILED {name}: {exc}")
+
+
+# --------------------------------------------------------------------------- index
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    sync: Annotated[bool, typer.Option(help="Also remove indexed documents not found in PATHS.")] = False,
+    groups: Annotated[Optional[str], typer.Option(help="Comma-separated access groups (default: everyone).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for another running ingest instead of failing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    index_dir: IndexDirOpt = None,
+) -> None:
+    """Add or update documents in the index (unchanged files are skipped)."""
+    from .embed import load_embedder
+    from .index import IndexError_
+    from .indexing import ingest_paths
+
+    s = _settings(index_dir)
+    embedder = load_embedder(s)
+    try:
+        report = ingest_paths(
+            paths,
+            s,
+            embedder,
+            sync=sync,
+            groups=[g.strip() for g in groups.split(",") if g.strip()] if groups else None,
+            progress=not as_json and sys.stderr.isatty(),
+            wait=wait,
+        )
+    except IndexError_ as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for path, reason in report.failed:
+            typer.secho(f"FAILED {path}: {reason}", fg=typer.colors.RED, err=True)
+        typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(doc_ids: Annotated[list[str], typer.Argument()], index_dir: IndexDirOpt = None) -> None:
+    """Remove documents from the index by doc_id."""
+    from .index import IndexError_
+    from .indexing import remove_documents
+
+    try:
+        removed = remove_documents(doc_ids, _settings(index_dir))
+    except IndexError_ as exc:
+        _fail(str(exc))
+    for d in doc_ids:
+        typer.echo(("removed " if d in removed else "not found ") + d)
+    if len(removed) != len(doc_ids):
+        raise typer.Exit(1)
+
+
+@app.command()
+def documents(as_json: Annotated[bool, typer.Option("--json")] = False, index_dir: IndexDirOpt = None) -> None:
+    """List the indexed documents."""
+    from .index import IndexError_, open_snapshot
+
+    try:
+        snap = open_snapshot(_settings(index_dir).index_dir)
+    except IndexError_ as exc:
+        _fail(str(exc))
+    docs = snap.documents()
+    if as_json:
+        typer.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    for d in docs:
+        typer.echo(f"{d['doc_id']:60s} {d['doc_type'] or '-':12s} {d['date'] or '-':10s} {d['n_chunks']:4d} chunks  {d['title']}")
+
+
+def _parse_filters(items: list[str] | None):
+    from .retrieve import Filters
+
+    if not items:
+        return None
+    f = Filters()
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value:
+            raise typer.BadParameter(f"filter '{item}': use key=value (type=, year=, source=, doc=)")
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if key in ("type", "doc_type"):
+            f.doc_types = values
+        elif key == "year":
+            try:
+                f.years = [int(v) for v in values]
+            except ValueError:
+                raise typer.BadParameter(f"filter '{item}': year must be a number") from None
+        elif key == "source":
+            f.source_prefix = value
+        elif key in ("doc", "doc_id"):
+            f.doc_ids = values
+        else:
+            raise typer.BadParameter(f"unknown filter key '{key}' (type, year, source, doc)")
+    return f
+
+
+def _read_jsonl(path: str):
+    """Yield (id, question, record) from a JSONL file or standard input ('-')."""
+    fh = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    try:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                question = obj["question"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise typer.BadParameter(f'line {n}: expected {{"id": ..., "question": ...}}') from None
+            yield obj.get("id", n), question, obj
+    finally:
+        if fh is not sys.stdin:
+            fh.close()
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="The question.")] = None,
+    queries: Annotated[Optional[str], typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k")] = None,
+    filter: Annotated[Optional[list[str]], typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="dense, bm25, rrf or score (default: settings).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    index_dir: IndexDirOpt = None,
+) -> None:
+    """Search the index (hybrid dense + BM25)."""
+    from .embed import load_embedder
+    from .index import IndexError_
+    from .retrieve import Retriever
+
+    if (query is None) == (queries is None):
+        raise typer.BadParameter("give a QUERY or --queries FILE, not both")
+    s = _settings(index_dir)
+    filters = _parse_filters(filter)
+    try:
+        retriever = Retriever(s, load_embedder(s))
+    except IndexError_ as exc:
+        _fail(str(exc))
+
+    def run(qid, q):
+        res = retriever.search(q, top_k=top_k, filters=filters, fusion=fusion)
+        return res, {
+            "id": qid,
+            "question": q,
+            "generation": res.generation,
+            "timings": {k: round(v, 2) for k, v in res.timings.items()},
+            "results": [h.to_dict() for h in res.hits],
+        }
+
+    if queries is not None:
+        for qid, q, _ in _read_jsonl(queries):
+            _, out = run(qid, q)
+            typer.echo(json.dumps(out, ensure_ascii=False))
+        return
+    res, out = run(None, query)
+    if as_json:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not res.hits:
+        typer.echo("Geen resultaten.")
+    for h in res.hits:
+        where = f" › {h.section}" if h.section else ""
+        typer.secho(f"[{h.rank}] {h.score:.3f}  {h.title}{where}", bold=True)
+        typer.echo(f"    {h.source}" + (f" (p. {h.page})" if h.page else ""))
+        snippet = h.text if len(h.text) <= 300 else h.text[:297] + "…"
+        typer.echo("    " + snippet.replace("\n", " "))
+
+
+def main() -> None:  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

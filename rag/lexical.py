@@ -1,0 +1,82 @@
+"""The lexical side of the hybrid index: Dutch tokenisation + stemming and BM25 (bm25s)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("dutch")
+
+
+@lru_cache(maxsize=1)
+def dutch_stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_DUTCH
+
+    return frozenset(STOPWORDS_DUTCH)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed."""
+    stop = dutch_stopwords()
+    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    return _stemmer().stemWords(words)
+
+
+class BM25Index:
+    """BM25 over the chunks of one index generation; row i belongs to ``chunk_ids[i]``."""
+
+    def __init__(self, model: bm25s.BM25, chunk_ids: np.ndarray) -> None:
+        self.model = model
+        self.chunk_ids = chunk_ids
+        self._row = {int(c): i for i, c in enumerate(chunk_ids)}
+
+    @classmethod
+    def build(cls, chunk_ids: Sequence[int], texts: Iterable[str]) -> BM25Index:
+        corpus = [tokenize(t) or ["\u2205"] for t in texts]
+        model = bm25s.BM25(k1=1.2, b=0.75)
+        if corpus:
+            model.index(corpus, show_progress=False)
+        return cls(model, np.asarray(list(chunk_ids), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every row for the query (0 where no query term occurs)."""
+        if not len(self.chunk_ids):
+            return np.zeros(0, dtype=np.float32)
+        vocab = self.model.vocab_dict
+        terms = [t for t in tokenize(query) if t in vocab]
+        if not terms:
+            return np.zeros(len(self.chunk_ids), dtype=np.float32)
+        return np.asarray(self.model.get_scores(terms), dtype=np.float32)
+
+    def rows_for(self, chunk_ids: Iterable[int]) -> np.ndarray:
+        return np.asarray([self._row[int(c)] for c in chunk_ids if int(c) in self._row], dtype=np.int64)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(self.chunk_ids):
+            self.model.save(str(folder))
+        np.save(folder / "chunk_ids.npy", self.chunk_ids)
+        (folder / "tokenizer.json").write_text(
+            json.dumps({"stemmer": "snowball-dutch", "stopwords": "bm25s-dutch"}), encoding="utf-8"
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> BM25Index:
+        chunk_ids = np.load(folder / "chunk_ids.npy")
+        model = bm25s.BM25.load(str(folder), mmap=False) if len(chunk_ids) else bm25s.BM25()
+        return cls(model, chunk_ids)

@@ -1,0 +1,106 @@
+"""One settings object for every part of Vraagbaak.
+
+Values come, highest priority first, from: keyword arguments, environment variables
+(``VRAAGBAAK_<NAME>``, e.g. ``VRAAGBAAK_INDEX_DIR``), a TOML settings file
+(``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``), and the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _default_models_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vraagbaak" / "models"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the settings file named by VRAAGBAAK_CONFIG (or ./vraagbaak.toml)."""
+
+    def _data(self) -> dict[str, Any]:
+        path = os.environ.get("VRAAGBAAK_CONFIG")
+        p = Path(path) if path else Path("vraagbaak.toml")
+        if not p.is_file():
+            if path:
+                raise FileNotFoundError(f"VRAAGBAAK_CONFIG points to a missing file: {p}")
+            return {}
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+        # allow an optional [vraagbaak] table
+        return data.get("vraagbaak", data)
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by ABC
+        return self._data().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in self._data().items() if k in fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VRAAGBAAK_", extra="ignore")
+
+    # --- models -------------------------------------------------------------
+    models_dir: Path = Field(default_factory=_default_models_dir)
+    # A name from the model registry (rag/models.py), a local folder, or a hub id
+    # (the latter only where the site has hub access).
+    embedder: str = "embeddinggemma-300m"
+    embedder_device: str = "cpu"
+    embedder_batch_size: int = 8
+    # Sequence cap for the embedder: near the chunk size, never the model's 2,048.
+    embedder_max_seq_length: int = 512
+    llm: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    # LLM backend plugin: llama_cpp (CPU default), openai (any OpenAI-compatible server),
+    # transformers (Hugging Face model folders; the GPU path). See rag/llm/.
+    llm_backend: str = "llama_cpp"
+    llm_context: int = 4096  # tokens (llama_cpp n_ctx)
+    llm_threads: int | None = None  # None = all cores
+    llm_batch: int = 512  # prompt-processing batch (llama_cpp n_batch)
+    llm_base_url: str = "http://127.0.0.1:8080/v1"  # openai backend
+    llm_api_key: str = ""  # openai backend; empty = none
+    llm_model_name: str = ""  # openai backend: model name sent to the server ("" = first served)
+    llm_timeout: float = 120.0  # seconds, openai backend
+    llm_device: str = "auto"  # transformers backend
+    max_answer_tokens: int = 256
+
+    # --- index ----------------------------------------------------------------
+    index_dir: Path = Path("index")
+    keep_generations: int = 2
+
+    # --- chunking -------------------------------------------------------------
+    chunk_size: int = 600  # characters
+    chunk_overlap: int = 100  # characters
+    min_chunk_chars: int = 40
+
+    # --- retrieval ------------------------------------------------------------
+    top_k: int = 5
+    fusion: str = "score"  # see rag/retrieve.py: FUSION_METHODS
+    fusion_weight_bm25: float = 0.2
+    candidates: int = 50  # per retriever, before fusion
+
+    def resolve_models_dir(self) -> Path:
+        return Path(self.models_dir).expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls,
+        init_settings,
+        env_settings,
+        dotenv_settings,
+        file_secret_settings,
+    ):
+        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
