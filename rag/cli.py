@@ -246,6 +246,103 @@ def search(
         typer.echo("    " + snippet.replace("\n", " "))
 
 
+def _print_sources(answer) -> None:
+    if not answer.citations:
+        return
+    typer.echo("\nBronnen:")
+    for c in answer.citations:
+        where = f" › {c.section}" if c.section else ""
+        page = f", p. {c.page}" if c.page else ""
+        typer.echo(f"  [{c.marker}] {c.title}{where} ({c.source}{page})")
+
+
+def _stream_answer(pipeline, question: str, history=None, filters=None, top_k=None):
+    """Print tokens as they arrive, then the validated answer if it differs; return it."""
+    from .schema import DoneEvent, TokenEvent
+
+    raw = ""
+    answer = None
+    for event in pipeline.stream(question, history=history, filters=filters, top_k=top_k):
+        if isinstance(event, TokenEvent):
+            raw += event.text
+            typer.echo(event.text, nl=False)
+        elif isinstance(event, DoneEvent):
+            answer = event.answer
+    if raw and answer.answer.strip() != raw.strip():
+        typer.secho("\n\nGecontroleerd antwoord:", bold=True)
+        typer.echo(answer.answer, nl=False)
+    elif not raw:
+        typer.echo(answer.answer, nl=False)
+    typer.echo()
+    _print_sources(answer)
+    return answer
+
+
+def _load_pipeline(index_dir):
+    from .index import IndexError_
+    from .llm import LLMError
+    from .models import ModelError
+    from .pipeline import Pipeline
+
+    try:
+        return Pipeline.from_settings(_settings(index_dir))
+    except (IndexError_, ModelError, LLMError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def ask(
+    question: Annotated[Optional[str], typer.Argument(help="De vraag.")] = None,
+    questions: Annotated[Optional[str], typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages given to the model.")] = None,
+    filter: Annotated[Optional[list[str]], typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    index_dir: IndexDirOpt = None,
+) -> None:
+    """Answer a question in Dutch with cited sources (streams the answer)."""
+    from .schema import Turn
+
+    if (question is None) == (questions is None):
+        raise typer.BadParameter("give a QUESTION or --questions FILE, not both")
+    filters = _parse_filters(filter)
+    pipeline = _load_pipeline(index_dir)
+    if questions is not None:
+        for qid, q, record in _read_jsonl(questions):
+            history = [Turn(**t) for t in record.get("history") or []]
+            answer = pipeline.ask(q, history=history, filters=filters, top_k=top_k)
+            typer.echo(json.dumps({"id": qid, **answer.model_dump()}, ensure_ascii=False))
+        return
+    if as_json:
+        typer.echo(pipeline.ask(question, filters=filters, top_k=top_k).model_dump_json(indent=2))
+        return
+    _stream_answer(pipeline, question, filters=filters, top_k=top_k)
+
+
+@app.command()
+def chat(index_dir: IndexDirOpt = None) -> None:
+    """Interactive session with follow-up questions (empty line or Ctrl-D ends it)."""
+    from .schema import Turn
+
+    pipeline = _load_pipeline(index_dir)
+    history: list[Turn] = []
+    typer.echo("Stel uw vraag (lege regel om te stoppen, 'nieuw' voor een nieuw gesprek).")
+    while True:
+        try:
+            q = input("\nVraag: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            typer.echo()
+            break
+        if not q:
+            break
+        if q.lower() == "nieuw":
+            history = []
+            continue
+        answer = _stream_answer(pipeline, q, history=history)
+        if answer.standalone_question:
+            typer.secho(f"(gezocht als: {answer.standalone_question})", dim=True)
+        history += [Turn(role="user", content=q), Turn(role="assistant", content=answer.answer)]
+
+
 def main() -> None:  # console script entry point
     app()
 

@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     fusion_weight_bm25: float = 0.2
     candidates: int = 50  # per retriever, before fusion
 
+    # --- answering (rag/pipeline.py) --------------------------------------------
+    prompts_dir: Path | None = None  # a site folder overriding files of ./prompts
+    answer_top_k: int = 3  # passages given to the LLM
+    context_tokens: int = 900  # token budget for the passages
+    # refuse without calling the LLM when the best passage's dense cosine is below this
+    # (calibrated on the gold set, see eval/ and the README)
+    refusal_min_score: float = 0.30
+    attribution_threshold: float = 0.5  # share of a sentence's content words in its passage
+    history_max_turns: int = 6
+    history_max_tokens: int = 600
+    max_question_chars: int = 2000
+
     def resolve_models_dir(self) -> Path:
         return Path(self.models_dir).expanduser()
 

@@ -50,3 +50,33 @@ def hash_embedder() -> HashEmbedder:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(index_dir=tmp_path / "index", models_dir=tmp_path / "models")
+
+
+class ScriptedLLM:
+    """An LLM backend double: answers with ``reply(messages)`` streamed word by word and
+    records every call, so pipeline logic is tested without a model."""
+
+    model_id = "scripted-llm"
+    context_window = 4096
+
+    def __init__(self, reply) -> None:
+        self.reply = reply if callable(reply) else (lambda messages: reply)
+        self.calls: list[list[dict]] = []
+        self.closed = 0
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+    def stream_chat(self, messages, params):
+        self.calls.append(messages)
+        text = self.reply(messages)
+        try:
+            for i, word in enumerate(text.split(" ")):
+                if i >= params.max_tokens:
+                    break
+                yield word if i == 0 else " " + word
+        finally:
+            self.closed += 1
+
+    def chat(self, messages, params):
+        return "".join(self.stream_chat(messages, params))

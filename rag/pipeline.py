@@ -1,0 +1,279 @@
+"""The answer pipeline: retrieve → build context → generate → attribute.
+
+    pipeline = Pipeline.from_settings(Settings())
+    for event in pipeline.stream("Hoeveel kost ...?"):   # SourcesEvent, TokenEvent…, DoneEvent
+        ...
+    answer = pipeline.ask("Hoeveel kost ...?")           # the same, collected
+
+Each step is a small function with typed input and output; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from .attribute import Attribution, Passage, attribute, strip_markers
+from .language import detect_language
+from .llm import GenerationParams, LLMBackend, load_llm
+from .prompts import PromptSet
+from .retrieve import Filters, Retriever
+from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
+from .settings import Settings
+from .types import Hit
+
+_WORDS = re.compile(r"\w+", re.UNICODE)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass
+class Context:
+    """The passages given to the model, numbered from 1, and the chat messages."""
+
+    hits: list[Hit]
+    passages: list[Passage]
+    messages: list[dict[str, str]]
+
+
+def build_context(
+    question: str,
+    hits: Sequence[Hit],
+    prompts: PromptSet,
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+) -> Context:
+    """Number the passages and fit them into the token budget (best first; a passage that
+    does not fit is cut at a sentence boundary, the rest is left out)."""
+    chosen: list[Hit] = []
+    passages: list[Passage] = []
+    used = 0
+    for hit in hits:
+        text = hit.text
+        cost = count_tokens(text) + 12
+        if used + cost > budget_tokens:
+            room = budget_tokens - used - 12
+            if room < 60 or passages:
+                break
+            text = _cut_to_tokens(text, room, count_tokens)
+            cost = room + 12
+        passages.append(Passage(marker=len(passages) + 1, text=text, title=hit.title, section=hit.section))
+        chosen.append(hit)
+        used += cost
+    user = prompts.context([p.__dict__ for p in passages], question)
+    messages = [{"role": "system", "content": prompts.system()}, *prompts.few_shot_messages(), {"role": "user", "content": user}]
+    return Context(hits=chosen, passages=passages, messages=messages)
+
+
+def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> str:
+    from .chunking import split_sentences
+
+    out = ""
+    for s in split_sentences(text):
+        cand = f"{out} {s}".strip()
+        if count_tokens(cand) > room:
+            break
+        out = cand
+    return out or text[: room * 3]
+
+
+def is_refusal(text: str, refusal: str) -> bool:
+    """Did the model give the standard refusal (or something close to it)?"""
+    a = " ".join(_WORDS.findall(strip_markers(text).lower()))
+    b = " ".join(_WORDS.findall(refusal.lower()))
+    if not a:
+        return True
+    if b in a:
+        return True
+    return SequenceMatcher(None, a[: len(b) + 20], b).ratio() >= 0.8
+
+
+def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
+    """True when the answer repeats n consecutive words of the confidential system prompt."""
+    sys_words = _WORDS.findall(system_prompt.lower())
+    grams = {" ".join(sys_words[i : i + n]) for i in range(len(sys_words) - n + 1)}
+    words = _WORDS.findall(text.lower())
+    return any(" ".join(words[i : i + n]) in grams for i in range(len(words) - n + 1))
+
+
+def to_citation(marker: int, hit: Hit) -> Citation:
+    return Citation(
+        marker=marker,
+        doc_id=hit.doc_id,
+        title=hit.title,
+        source=hit.source,
+        section=hit.section,
+        page=hit.page,
+        snippet=hit.text,
+        score=round(float(hit.dense_score if hit.dense_score is not None else hit.score), 4),
+        chunk_id=hit.chunk_id,
+    )
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Retriever,
+        llm: LLMBackend,
+        prompts: PromptSet | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+        self.prompts = prompts or PromptSet(settings.prompts_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        from .embed import load_embedder
+
+        retriever = Retriever(settings, load_embedder(settings))
+        return cls(settings, retriever, load_llm(settings))
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(llm=self.llm.model_id, embedder=self.retriever.embedder.model_id)
+
+    # -- follow-ups ----------------------------------------------------------------
+    def bounded_history(self, history: Sequence[Turn] | None) -> list[Turn]:
+        turns = list(history or [])[-self.settings.history_max_turns :]
+        out: list[Turn] = []
+        used = 0
+        for t in reversed(turns):
+            cost = self.llm.count_tokens(t.content)
+            if used + cost > self.settings.history_max_tokens:
+                break
+            out.insert(0, t)
+            used += cost
+        return out
+
+    def condense(self, question: str, history: Sequence[Turn]) -> str:
+        """Rewrite a follow-up into a standalone question (one short LLM call)."""
+        prompt = self.prompts.condense([t.model_dump() for t in history], question)
+        params = GenerationParams(max_tokens=64, temperature=0.0, stop=["\n"])
+        text = "".join(self.llm.stream_chat([{"role": "user", "content": prompt}], params)).strip()
+        text = text.strip().strip('"').strip()
+        if not text or len(text) > 400:
+            last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
+            return f"{last_user} {question}".strip()
+        return text
+
+    # -- the whole pipeline ----------------------------------------------------------
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Turn] | None = None,
+        filters: Filters | None = None,
+        top_k: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[Event]:
+        s = self.settings
+        t0 = time.perf_counter()
+        question = question.strip()
+        turns = self.bounded_history(history)
+        standalone = self.condense(question, turns) if turns else question
+
+        result = self.retriever.search(standalone, top_k=top_k or s.answer_top_k, filters=filters)
+        t_retrieved = time.perf_counter()
+        timings = Timings(retrieval_ms=round((t_retrieved - t0) * 1000, 1))
+
+        def done(text: str, refused: bool, citations: list[Citation], reason: str | None = None) -> DoneEvent:
+            timings.total_ms = round((time.perf_counter() - t0) * 1000, 1)
+            return DoneEvent(
+                answer=Answer(
+                    answer=text,
+                    refused=refused,
+                    citations=citations,
+                    timings=timings,
+                    model=self.model_info,
+                    question=question,
+                    standalone_question=standalone if standalone != question else None,
+                    refusal_reason=reason,
+                    language=detect_language(text),
+                )
+            )
+
+        best = max((h.dense_score or 0.0 for h in result.hits), default=0.0)
+        if not result.hits or best < s.refusal_min_score:
+            yield SourcesEvent(sources=[])
+            yield done(self.prompts.refusal, True, [], "no_relevant_passages")
+            return
+
+        ctx = build_context(standalone, result.hits, self.prompts, self.llm.count_tokens, s.context_tokens)
+        yield SourcesEvent(sources=[to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)])
+
+        params = GenerationParams(max_tokens=s.max_answer_tokens, temperature=0.0)
+        raw = ""
+        n_tokens = 0
+        t_first = None
+        gen = self.llm.stream_chat(ctx.messages, params)
+        try:
+            for delta in gen:
+                if t_first is None:
+                    t_first = time.perf_counter()
+                    timings.first_token_ms = round((t_first - t0) * 1000, 1)
+                raw += delta
+                n_tokens += 1
+                yield TokenEvent(text=delta)
+                if should_stop is not None and should_stop():
+                    return
+        finally:
+            gen.close()
+        t_end = time.perf_counter()
+        timings.completion_tokens = n_tokens
+        if t_first is not None:
+            timings.generation_ms = round((t_end - t_first) * 1000, 1)
+            if t_end > t_first and n_tokens > 1:
+                timings.tokens_per_s = round((n_tokens - 1) / (t_end - t_first), 2)
+
+        yield self.finish(raw, ctx, done)
+
+    def finish(self, raw: str, ctx: Context, done: Callable[..., DoneEvent]) -> DoneEvent:
+        """Turn the model's raw text into the final answer: refusal, leak and language
+        checks, then citation validation and attribution."""
+        refusal = self.prompts.refusal
+        if leaks_prompt(raw, self.prompts.system().replace(refusal, " ")):
+            return done(refusal, True, [], "injection")
+        if is_refusal(raw, refusal):
+            return done(refusal, True, [], "model_declined")
+        if detect_language(raw) not in ("nl", None):
+            raw = self.translate(raw, ctx)
+            if detect_language(raw) not in ("nl", None):
+                return done(refusal, True, [], "not_dutch")
+        att: Attribution = attribute(raw, ctx.passages, threshold=self.settings.attribution_threshold)
+        if not att.supported:
+            return done(refusal, True, [], "unsupported")
+        by_marker = {p.marker: h for p, h in zip(ctx.passages, ctx.hits)}
+        citations = [to_citation(i + 1, by_marker[m]) for i, m in enumerate(att.cited_markers)]
+        return done(att.text, False, citations)
+
+    def translate(self, raw: str, ctx: Context) -> str:
+        """One retry when the model answered in another language: ask for the Dutch text."""
+        messages = [
+            *ctx.messages,
+            {"role": "assistant", "content": raw},
+            {"role": "user", "content": "Geef hetzelfde antwoord in het Nederlands, met dezelfde nummers [n]."},
+        ]
+        params = GenerationParams(max_tokens=self.settings.max_answer_tokens, temperature=0.0)
+        return "".join(self.llm.stream_chat(messages, params))
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[Turn] | None = None,
+        filters: Filters | None = None,
+        top_k: int | None = None,
+    ) -> Answer:
+        answer = None
+        for event in self.stream(question, history=history, filters=filters, top_k=top_k):
+            if isinstance(event, DoneEvent):
+                answer = event.answer
+        assert answer is not None
+        return answer

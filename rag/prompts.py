@@ -1,0 +1,116 @@
+"""Prompt templates, loaded by name from the ``prompts/`` folder (see prompts/README.md).
+
+Each file has a header between ``---`` lines (name, version, description) and a Jinja2 body.
+``few_shot.json`` is JSON with an ``examples`` list. A site folder (``prompts_dir``) may
+override single files; the rest comes from the shipped folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "prompts"
+_FILES = {
+    "system": "system.md",
+    "refusal": "refusal.txt",
+    "context": "context.md",
+    "condense": "condense.md",
+    "few_shot": "few_shot.json",
+}
+
+
+class PromptError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    version: str
+    description: str
+    body: str
+
+    def render(self, env: jinja2.Environment, **values: Any) -> str:
+        try:
+            return env.from_string(self.body).render(**values).strip()
+        except jinja2.TemplateError as exc:
+            raise PromptError(f"prompt '{self.name}': {exc}") from exc
+
+
+def _split_header(text: str, path: Path) -> tuple[dict[str, str], str]:
+    if not text.startswith("---"):
+        return {}, text
+    try:
+        _, head, body = text.split("---", 2)
+    except ValueError:
+        raise PromptError(f"{path}: header not closed with '---'") from None
+    meta: dict[str, str] = {}
+    for line in head.strip().splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            meta[key.strip()] = value.strip()
+    return meta, body.strip("\n")
+
+
+class PromptSet:
+    """All templates of one prompt folder."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folders = [Path(folder)] if folder else []
+        self.folders.append(SHIPPED_DIR)
+        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        self.templates = {name: self._load(name) for name in _FILES}
+        # render once at start-up so an editing mistake fails early, not in an answer
+        self.system()
+        self.few_shot_messages()
+
+    def _find(self, name: str) -> Path:
+        for folder in self.folders:
+            p = folder / _FILES[name]
+            if p.is_file():
+                return p
+        raise PromptError(f"prompt '{name}' not found in {', '.join(map(str, self.folders))}")
+
+    def _load(self, name: str) -> Template:
+        path = self._find(name)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PromptError(f"{path}: invalid JSON: {exc}") from exc
+            return Template(name, str(data.get("version", "0")), data.get("description", ""), text)
+        meta, body = _split_header(text, path)
+        return Template(name, meta.get("version", "0"), meta.get("description", ""), body)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {name: t.version for name, t in self.templates.items()}
+
+    @cached_property
+    def refusal(self) -> str:
+        return self.templates["refusal"].body.strip()
+
+    def system(self) -> str:
+        return self.templates["system"].render(self.env, refusal=self.refusal)
+
+    def few_shot_messages(self) -> list[dict[str, str]]:
+        data = json.loads(self.templates["few_shot"].body)
+        messages: list[dict[str, str]] = []
+        for ex in data.get("examples", []):
+            messages.append({"role": "user", "content": self.context(ex["passages"], ex["question"])})
+            answer = self.env.from_string(ex["answer"]).render(refusal=self.refusal)
+            messages.append({"role": "assistant", "content": answer})
+        return messages
+
+    def context(self, passages: list[dict[str, Any]], question: str) -> str:
+        return self.templates["context"].render(self.env, passages=passages, question=question)
+
+    def condense(self, history: list[dict[str, str]], question: str) -> str:
+        return self.templates["condense"].render(self.env, history=history, question=question)

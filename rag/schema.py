@@ -1,0 +1,97 @@
+"""The one answer schema shared by the CLI, the API, the widget and the bots, and the typed
+events of a streamed answer.
+
+    {"answer": "… [1] … [2]", "refused": false,
+     "citations": [{"marker": 1, "doc_id": "…", "title": "…", "source": "path or URL",
+                    "section": "heading path", "page": null, "snippet": "…", "score": 0.0}],
+     "timings": {"retrieval_ms": 0, "first_token_ms": 0, "total_ms": 0},
+     "model": {"llm": "…", "embedder": "…"}}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Citation(BaseModel):
+    marker: int = Field(description="The number used in the answer text: [1], [2], …")
+    doc_id: str
+    title: str
+    source: str = Field(description="File path or URL of the document")
+    section: str = Field("", description="Heading path of the passage, ' › '-separated")
+    page: int | None = None
+    snippet: str = Field(description="The cited passage (or its relevant part)")
+    score: float = Field(0.0, description="Retrieval score of the passage")
+    chunk_id: int | None = None
+
+
+class Timings(BaseModel):
+    retrieval_ms: float = 0.0
+    first_token_ms: float | None = None
+    total_ms: float = 0.0
+    generation_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_s: float | None = None
+
+
+class ModelInfo(BaseModel):
+    llm: str
+    embedder: str
+
+
+class Answer(BaseModel):
+    answer: str
+    refused: bool = False
+    citations: list[Citation] = Field(default_factory=list)
+    timings: Timings = Field(default_factory=Timings)
+    model: ModelInfo
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="answer id, for feedback")
+    question: str = ""
+    standalone_question: str | None = Field(None, description="The follow-up rewritten for retrieval")
+    refusal_reason: str | None = Field(
+        None, description="no_relevant_passages | model_declined | unsupported | injection"
+    )
+    language: str | None = None
+
+
+# --------------------------------------------------------------------------- stream events
+
+
+class SourcesEvent(BaseModel):
+    """The passages given to the model (before generation starts)."""
+
+    type: Literal["sources"] = "sources"
+    sources: list[Citation]
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class DoneEvent(BaseModel):
+    """The final answer with validated citations (the text may differ from the raw tokens)."""
+
+    type: Literal["done"] = "done"
+    answer: Answer
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    code: str  # "llm_unavailable" | "internal"
+    message: str
+    retry_after: float | None = None
+
+
+Event = SourcesEvent | TokenEvent | DoneEvent | ErrorEvent
+
+
+class Turn(BaseModel):
+    """One earlier message of a conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)

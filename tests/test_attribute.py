@@ -1,0 +1,75 @@
+"""Citation validation and post-hoc attribution (deterministic, no model)."""
+
+from rag.attribute import Passage, attribute, markers_in, normalise_number, numbers_in, strip_markers
+
+P = [
+    Passage(1, "Voor mantelzorgondersteuning is in 2023 € 1.200.000 beschikbaar. Het programma Kansrijke Start loopt door.",
+            "Begroting 2023", "Mantelzorg"),
+    Passage(2, "De nachtopvang aan de Hereweg krijgt 60 extra plekken. Wethouder Jan de Vries opende de locatie op 3 maart.",
+            "Raadsbrief", "Opvang"),
+    Passage(3, "Het aantal meldingen van huiselijk geweld steeg naar 1.450 in 2022.", "Jaarstukken", "Veiligheid"),
+]
+
+
+def test_number_normalisation():
+    assert normalise_number("1.000") == "1000"
+    assert normalise_number("2.500.000") == "2500000"
+    assert normalise_number("3,2") == "3.2"
+    assert normalise_number("1,50") == "1.5"
+    assert normalise_number("1,000") == "1000"
+    assert numbers_in("€ 1.200.000 en 60 plekken") == {"1200000", "60"}
+
+
+def test_markers_parsed_and_stripped():
+    assert markers_in("Zo is het [1]. En dit [2, 3].") == [1, 2, 3]
+    assert strip_markers("Zo is het [1] echt.") == "Zo is het echt."
+
+
+def test_correct_marker_is_kept():
+    at = attribute("De nachtopvang aan de Hereweg krijgt 60 extra plekken [2].", P)
+    assert at.text == "De nachtopvang aan de Hereweg krijgt 60 extra plekken [1]."
+    assert at.cited_markers == [2]  # passage 2 becomes citation 1
+    assert not at.dropped
+
+
+def test_missing_marker_is_added_and_wrong_marker_fixed():
+    at = attribute("Voor mantelzorgondersteuning is € 1.200.000 beschikbaar. Er kwamen 60 extra plekken bij de nachtopvang [3].", P)
+    assert at.cited_markers == [1, 2]
+    assert at.text == "Voor mantelzorgondersteuning is € 1.200.000 beschikbaar [1]. Er kwamen 60 extra plekken bij de nachtopvang [2]."
+
+
+def test_marker_outside_the_context_is_not_kept():
+    at = attribute("Het aantal meldingen van huiselijk geweld steeg naar 1.450 [7].", P)
+    assert at.cited_markers == [3]
+    assert "[7]" not in at.text and at.text.endswith("[1].")
+
+
+def test_wrong_number_drops_the_sentence():
+    at = attribute("De nachtopvang krijgt 600 extra plekken [2].", P)
+    assert not at.supported and at.text == ""
+    assert "600" in at.dropped[0].reason
+
+
+def test_invented_name_drops_only_that_sentence():
+    at = attribute("De nachtopvang aan de Hereweg krijgt 60 extra plekken [2]. De wethouder van zorg is Pietersen [2].", P)
+    assert at.cited_markers == [2]
+    assert "Pietersen" not in at.text
+    assert [d.reason for d in at.dropped] == ["names not in the passage: pietersen"]
+
+
+def test_sentence_without_support_is_dropped():
+    at = attribute("Parkeren in de binnenstad kost 4 euro per uur.", P)
+    assert not at.supported
+    assert at.dropped and at.dropped[0].cited == []
+
+
+def test_citations_renumbered_in_order_of_first_use():
+    at = attribute("Huiselijk geweld: 1.450 meldingen in 2022 [3]. Kansrijke Start loopt door [1]. Meldingen steeg naar 1.450 [3].", P)
+    assert at.cited_markers == [3, 1]
+    assert at.text.count("[1]") == 2 and at.text.count("[2]") == 1
+
+
+def test_threshold_is_respected():
+    text = "Kansrijke Start helpt gezinnen met jonge kinderen enorm goed vooruit."
+    assert attribute(text, P, threshold=0.2).supported
+    assert not attribute(text, P, threshold=0.8).supported
