@@ -80,3 +80,54 @@ class ScriptedLLM:
 
     def chat(self, messages, params):
         return "".join(self.stream_chat(messages, params))
+
+
+# --------------------------------------------------------------------------- real models
+# Built once per test session and shared by every slow test: embedding the demo corpus
+# takes ~2 minutes on 2 cores.
+
+
+def _require_installed(name: str) -> None:
+    from rag.models import list_models
+
+    status = {m.name: m for m in list_models(Settings())}
+    if not status.get(name) or not status[name].installed:
+        pytest.skip(f"model '{name}' is not installed: run `vraagbaak models install` (scripts/setup.sh does)")
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from rag.embed import load_embedder
+
+    s = Settings()
+    _require_installed(s.embedder)
+    return load_embedder(s)
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory, real_embedder) -> Settings:
+    """Settings whose index holds the demo corpus, embedded with the real default model."""
+    from rag.indexing import ingest_paths
+
+    s = Settings(index_dir=tmp_path_factory.mktemp("demo-index"))
+    report = ingest_paths([DEMO_CORPUS], s, real_embedder)
+    assert report.ok, report.failed
+    return s
+
+
+@pytest.fixture(scope="session")
+def real_llm():
+    from rag.llm import load_llm
+
+    s = Settings()
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup.sh installs it)")
+    _require_installed(s.llm)
+    return load_llm(s)
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(demo_settings, real_embedder, real_llm):
+    from rag.pipeline import Pipeline
+    from rag.retrieve import Retriever
+
+    return Pipeline(demo_settings, Retriever(demo_settings, real_embedder), real_llm)
