@@ -343,6 +343,20 @@ def chat(index_dir: IndexDirOpt = None) -> None:
         history += [Turn(role="user", content=q), Turn(role="assistant", content=answer.answer)]
 
 
+def _register_frontends() -> None:
+    """The service, evaluation and bot commands live beside the library (thin front-ends)."""
+    from eval.cli import register as register_eval
+    from service.bots.manifest import register as register_bots
+    from service.cli import register as register_service
+
+    register_service(app)
+    register_eval(app)
+    register_bots(app)
+
+
+_register_frontends()
+
+
 def main() -> None:  # console script entry point
     app()
 
