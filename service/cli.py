@@ -1,0 +1,174 @@
+"""``vraagbaak serve``, ``vraagbaak keys add/list/revoke`` and ``vraagbaak feedback export``.
+
+Attach to the main CLI with::
+
+    from service.cli import register
+    register(app)          # app = the typer.Typer of rag/cli.py
+
+(``python -m service ...`` runs the same commands on their own.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+keys_app = typer.Typer(help="Manage API keys (stored hashed in data_dir/keys.sqlite).", no_args_is_help=True)
+feedback_app = typer.Typer(help="Feedback given on answers.", no_args_is_help=True)
+
+
+def _service_settings(data_dir: Optional[Path] = None, **overrides):
+    from .config import ServiceSettings
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return ServiceSettings(**values)
+    except Exception as exc:  # pydantic ValidationError: show it plainly
+        typer.secho(f"invalid service settings: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Service state folder (default: VRAAGBAAK_DATA_DIR or ~/.local/share/vraagbaak)."),
+]
+
+
+# --------------------------------------------------------------------------- serve
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default 8000).")] = None,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Dev mode: loopback requests without a key are allowed (reader, public documents)."),
+    ] = False,
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Index folder (default: settings).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the HTTP API (uvicorn, one process: the LLM gate is per process)."""
+    import uvicorn
+
+    from rag.settings import Settings
+
+    from .app import create_app
+    from .logging import configure_logging
+
+    cfg = _service_settings(data_dir, host=host, port=port, dev_mode=True if dev else None)
+    settings = Settings()
+    if index_dir is not None:
+        settings.index_dir = index_dir
+    configure_logging(cfg.log_level, cfg.log_json)
+    if cfg.dev_mode and cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"warning: dev mode on a non-loopback address ({cfg.host}); anonymous access is still only "
+            "accepted from loopback clients", fg=typer.colors.YELLOW, err=True,
+        )
+    app = create_app(settings, service_settings=cfg)
+    uvicorn.run(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
+
+
+# --------------------------------------------------------------------------- keys
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
+    role: Annotated[str, typer.Option(help="reader or admin.")] = "reader",
+    groups: Annotated[
+        Optional[str], typer.Option(help="Comma-separated access groups (default: none = public documents only).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a key and print it (once: only its hash is stored)."""
+    from .auth import KeyError_, KeyStore
+
+    store = KeyStore(_service_settings(data_dir).keys_db)
+    try:
+        key = store.add(name, role=role, groups=groups)
+    except KeyError_ as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(key)
+    typer.secho(f"key '{name}' ({role}) created; it is shown only now.", err=True, dim=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show the keys (names, roles, groups; never the keys)."""
+    from datetime import datetime
+
+    from .auth import KeyStore
+
+    rows = KeyStore(_service_settings(data_dir).keys_db).list(include_revoked=all_)
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ | {"active": r.active} for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("no keys (create one: vraagbaak keys add NAME --role reader --groups a,b)")
+    for r in rows:
+        created = datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M")
+        state = "active" if r.active else "revoked"
+        typer.echo(f"{r.name:24s} {r.role:7s} {state:8s} {created}  groups: {','.join(r.groups) or '-'}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
+    """Revoke a key (effective immediately, also for a running service)."""
+    from .auth import KeyError_, KeyStore
+
+    try:
+        KeyStore(_service_settings(data_dir).keys_db).revoke(name)
+    except KeyError_ as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {name}")
+
+
+# --------------------------------------------------------------------------- feedback
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSONL file (default: stdout).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Write all feedback as JSON lines (with question/answer when the audit log has them)."""
+    from .feedback import FeedbackStore
+    from .logging import AuditLog
+
+    cfg = _service_settings(data_dir)
+    store = FeedbackStore(cfg.feedback_db)
+    audit = AuditLog(cfg.audit_db, cfg.audit_retention_days) if cfg.audit_db.exists() else None
+    if out is None:
+        n = store.export_jsonl(sys.stdout, audit=audit)
+    else:
+        with open(out, "w", encoding="utf-8") as fh:
+            n = store.export_jsonl(fh, audit=audit)
+    typer.secho(f"{n} feedback records", err=True, dim=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``keys`` and ``feedback`` to the main ``vraagbaak`` CLI."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(feedback_app, name="feedback")
+
+
+def main() -> None:
+    app = typer.Typer(help="Vraagbaak HTTP service.", no_args_is_help=True)
+    register(app)
+    app()

@@ -1,0 +1,92 @@
+"""Feedback on answers (thumbs up/down + optional comment) in SQLite, exportable as JSONL.
+
+Each exported line::
+
+    {"id": 1, "answer_id": "…", "rating": "up", "comment": null, "caller": "balie",
+     "created_at": "2025-…Z", "question": …, "answer": …, "citations": […]}
+
+``question``/``answer``/``citations`` are filled in only when the audit log is enabled and
+still holds the answer (see service/logging.py); otherwise they are null, and the eval
+joins on ``answer_id`` with its own run records.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    answer_id TEXT NOT NULL,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT,
+    caller TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
+"""
+
+
+class FeedbackStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, answer_id: str, rating: str, comment: str | None = None, caller: str | None = None) -> int:
+        if rating not in ("up", "down"):
+            raise ValueError("rating must be 'up' or 'down'")
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO feedback (answer_id, rating, comment, caller, created_at) VALUES (?,?,?,?,?)",
+                (answer_id, rating, comment or None, caller, time.time()),
+            )
+        return int(cur.lastrowid)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
+    def rows(self, audit=None) -> Iterator[dict[str, Any]]:
+        """All feedback, oldest first; joined with the audit log when one is given."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, answer_id, rating, comment, caller, created_at FROM feedback ORDER BY id"
+            ).fetchall()
+        for r in rows:
+            d: dict[str, Any] = {
+                "id": r[0],
+                "answer_id": r[1],
+                "rating": r[2],
+                "comment": r[3],
+                "caller": r[4],
+                "created_at": datetime.fromtimestamp(r[5], tz=UTC).isoformat().replace("+00:00", "Z"),
+                "question": None,
+                "answer": None,
+                "citations": None,
+            }
+            rec = audit.by_answer_id(r[1]) if audit is not None else None
+            if rec is not None:
+                d.update(question=rec["question"], answer=rec["answer"], citations=rec["citations"])
+            yield d
+
+    def export_jsonl(self, out: IO[str], audit=None) -> int:
+        n = 0
+        for d in self.rows(audit):
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            n += 1
+        return n
