@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=HERE / "reports" / "index-latency.json")
     args = ap.parse_args(argv)
 
+    import faiss
+
+    from rag.settings import Settings
+
+    faiss.omp_set_num_threads(Settings().search_threads)  # as the Retriever does
     folder = Path(tempfile.mkdtemp(prefix="vraagbaak-bench-"))
     try:
         build_s = build(folder, args.chunks, args.dim)

@@ -89,6 +89,8 @@ class Retriever:
         self.settings = settings
         self.embedder = embedder
         self.reader = reader or IndexReader(settings.index_dir)
+        if settings.search_threads:
+            faiss.omp_set_num_threads(settings.search_threads)
         snap = self.reader.snapshot()
         check_embedder(snap.manifest, embedder.model_id, embedder.dim)
 
