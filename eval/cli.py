@@ -1,0 +1,180 @@
+"""The evaluation command line: ``python -m eval …`` or, once attached, ``vraagbaak eval …``.
+
+    python -m eval run --dataset demo                       # retrieval + answers, all 92 questions
+    python -m eval run --dataset demo --only retrieval      # seconds, no LLM
+    python -m eval run --dataset faq --only retrieval
+    python -m eval run --dataset demo --limit 10            # a quick look
+    python -m eval run --resume eval/runs/<run>             # continue an interrupted run
+    python -m eval run --dataset feedback --data feedback.jsonl
+    python -m eval report eval/runs/<run> [--out eval/reports/x.html]
+    python -m eval compare eval/runs/<A> eval/runs/<B> [--fail-on-regression]
+    python -m eval rescore eval/runs/<run>                  # recompute answer metrics, no LLM
+    python -m eval ablate --dataset demo --only retrieval
+
+``register(app)`` adds the same commands as an ``eval`` group to another Typer app (the lead
+attaches it to ``vraagbaak``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Evaluate Vraagbaak: retrieval and answer metrics, reports, run comparison, ablations.",
+                  no_args_is_help=True)
+
+
+def register(parent: typer.Typer, name: str = "eval") -> None:
+    """Attach the eval commands to ``parent`` as a command group."""
+    parent.add_typer(app, name=name)
+
+
+@app.command("run")
+def run_cmd(
+    dataset: Annotated[str, typer.Option(help="demo | faq | faq-ci | feedback")] = "demo",
+    only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
+    limit: Annotated[Optional[int], typer.Option(help="First N questions only.")] = None,
+    ids: Annotated[Optional[str], typer.Option(help="Comma-separated question ids.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Dataset file (feedback export or another gold JSONL).")] = None,
+    include_up: Annotated[bool, typer.Option(help="feedback: also re-ask thumbs-up questions.")] = False,
+    name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "",
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: eval/runs/<time>-<name>).")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="dense | bm25 | rrf | score (default: settings)")] = None,
+    fusion_weight_bm25: Annotated[Optional[float], typer.Option()] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Passages given to the LLM.")] = None,
+    retrieval_k: Annotated[int, typer.Option(help="Results retrieved for the retrieval metrics.")] = 10,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Re-index with this chunk size.")] = None,
+    chunk_overlap: Annotated[Optional[int], typer.Option()] = None,
+    attribution: Annotated[bool, typer.Option(help="Post-hoc attribution on/off.")] = True,
+    index_dir: Annotated[Optional[Path], typer.Option(help="Use this index instead of the dataset's own.")] = None,
+    judge: Annotated[bool, typer.Option(help="Also run the LLM-as-judge.")] = False,
+    judge_backend: Annotated[Optional[str], typer.Option(help="llama_cpp | openai | transformers")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option()] = None,
+    judge_model: Annotated[Optional[str], typer.Option()] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+    progress: Annotated[bool, typer.Option(help="Progress bar with ETA.")] = True,
+) -> None:
+    """Evaluate one dataset; writes a run folder with results.jsonl, results.json and report.html."""
+    from .run import RunConfig, run
+
+    cfg = RunConfig(
+        dataset=dataset, name=name, only=only, limit=limit, ids=ids.split(",") if ids else None,
+        data=str(data) if data else None, include_up=include_up, fusion=fusion,
+        fusion_weight_bm25=fusion_weight_bm25, top_k=top_k, retrieval_k=retrieval_k, chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap, attribution=attribution, index_dir=str(index_dir) if index_dir else None,
+        judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url, judge_model=judge_model,
+    )
+    if only not in ("all", "retrieval", "answers"):
+        raise typer.BadParameter("--only: all, retrieval or answers")
+    run_dir, results = run(cfg, run_dir=resume or out_dir, progress=progress, log=lambda m: typer.echo(m, err=True))
+    typer.echo(format_summary(results))
+    if report:
+        from .report import write_report
+
+        typer.echo(f"report: {write_report(run_dir)}")
+    typer.echo(f"results: {run_dir / 'results.json'}")
+
+
+def format_summary(results: dict) -> str:
+    from .report import LABELS
+
+    s = results["summary"]
+    lines = [f"{s['n']} questions" + (f", {s['errors']} errors (rerun with --resume)" if s.get("errors") else "")]
+    from .run import HIGHER_IS_BETTER
+
+    order = list(HIGHER_IS_BETTER)
+    for k, v in sorted(s["metrics"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 999):
+        lines.append(f"  {LABELS.get(k, k):58s} {v['value']:.3f}  (n={v['n']})" if v["value"] is not None
+                     else f"  {k:58s} –")
+    for k, v in s.get("latency", {}).items():
+        lines.append(f"  {LABELS.get(k, k):58s} p50 {v['p50']:.1f}  p95 {v['p95']:.1f}")
+    return "\n".join(lines)
+
+
+@app.command("rescore")
+def rescore_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    similarity: Annotated[bool, typer.Option(help="Recompute similarity (loads the embedder).")] = False,
+    report: Annotated[bool, typer.Option(help="Rewrite report.html.")] = True,
+) -> None:
+    """Recompute the answer metrics from the stored answers (no LLM), e.g. after a metric fix."""
+    from .run import rescore
+
+    embedder = None
+    if similarity:
+        from rag.embed import load_embedder
+        from rag.settings import Settings
+
+        embedder = load_embedder(Settings())
+    results = rescore(run, embedder=embedder, log=lambda m: typer.echo(m, err=True))
+    typer.echo(format_summary(results))
+    if report:
+        from .report import write_report
+
+        typer.echo(f"report: {write_report(run)}")
+
+
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder (or results.json), or an ablation.json.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output HTML file.")] = None,
+) -> None:
+    """Write the HTML report of a run (metric table, plots, per-question table)."""
+    from .report import write_ablation_report, write_report
+
+    if run.name == "ablation.json" or (run.is_dir() and (run / "ablation.json").exists()):
+        path = write_ablation_report(run if run.is_file() else run / "ablation.json", out)
+    else:
+        path = write_report(run, out)
+    typer.echo(str(path))
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Annotated[Path, typer.Argument(help="Baseline run.")],
+    run_b: Annotated[Path, typer.Argument(help="New run.")],
+    min_delta: Annotated[float, typer.Option(help="Smallest absolute change that can be flagged.")] = 0.02,
+    min_rel_latency: Annotated[float, typer.Option(help="Smallest relative p50 latency change flagged.")] = 0.2,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    fail_on_regression: Annotated[bool, typer.Option(help="Exit 1 when a regression is flagged.")] = False,
+) -> None:
+    """Diff two runs; flags regressions beyond bootstrap noise."""
+    from .compare import compare, format_table
+
+    cmp = compare(run_a, run_b, min_delta=min_delta, min_rel_latency=min_rel_latency)
+    typer.echo(json.dumps(cmp, indent=1, ensure_ascii=False) if as_json else format_table(cmp))
+    if fail_on_regression and cmp["regressions"]:
+        raise typer.Exit(1)
+
+
+@app.command("ablate")
+def ablate_cmd(
+    dataset: Annotated[str, typer.Option(help="demo | faq | faq-ci")] = "demo",
+    only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
+    limit: Annotated[Optional[int], typer.Option()] = None,
+    ids: Annotated[Optional[str], typer.Option(help="Comma-separated question ids.")] = None,
+    axes: Annotated[str, typer.Option(help="Comma-separated: fusion,chunk_size,top_k,attribution")] = "fusion,chunk_size,top_k,attribution",
+    chunk_sizes: Annotated[str, typer.Option(help="Chunk sizes besides the default.")] = "400,800",
+    top_ks: Annotated[str, typer.Option("--top-ks", help="Answer top-k values besides the default.")] = "2,5",
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this ablation folder.")] = None,
+    progress: Annotated[bool, typer.Option()] = True,
+) -> None:
+    """Run the ablation variants (one factor at a time) and print/write the table."""
+    from .ablate import ablate, format_ablation
+    from .run import RunConfig
+
+    base = RunConfig(dataset=dataset, only=only, limit=limit, ids=ids.split(",") if ids else None)
+    path = ablate(base, out_dir=resume, axes=[a.strip() for a in axes.split(",")],
+                  chunk_sizes=[int(x) for x in chunk_sizes.split(",") if x.strip()],
+                  top_ks=[int(x) for x in top_ks.split(",") if x.strip()], progress=progress,
+                  log=lambda m: typer.echo(m, err=True))
+    typer.echo(format_ablation(path))
+    typer.echo(f"ablation: {path} and {path.with_suffix('.html')}")
+
+
+def main() -> None:
+    app()

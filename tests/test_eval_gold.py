@@ -1,0 +1,121 @@
+"""The Dutch gold set (eval/gold/demo.jsonl) must stay true to the demo corpus."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from eval.textnorm import alternatives, contains_fact, contains_verbatim
+
+REPO = Path(__file__).resolve().parent.parent
+GOLD = REPO / "eval" / "gold" / "demo.jsonl"
+CORPUS = REPO / "data" / "voorbeeld"
+TYPES = {"answerable", "unanswerable", "injection", "followup"}
+
+
+def _load() -> list[dict]:
+    return [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+ITEMS = _load()
+DOCS = {f"voorbeeld/{p.stem}": p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*.txt"))}
+ALL_TEXT = "\n".join(DOCS.values())
+
+
+def test_composition():
+    types = Counter(i["type"] for i in ITEMS)
+    assert len(ITEMS) >= 60
+    assert types["answerable"] >= 40
+    assert types["unanswerable"] >= 10
+    assert types["injection"] >= 4
+    assert types["followup"] >= 6
+    docs = Counter(i["source_doc"] for i in ITEMS if i["type"] in ("answerable", "followup"))
+    for doc in DOCS:
+        assert docs[doc] >= 5, f"too few questions about {doc}"
+    assert sum(i.get("language") == "en" for i in ITEMS) >= 3
+
+
+def test_ids_unique_and_fields():
+    ids = [i["id"] for i in ITEMS]
+    assert len(ids) == len(set(ids))
+    for i in ITEMS:
+        assert re.fullmatch(r"q\d{3}", i["id"]), i["id"]
+        assert i["type"] in TYPES, i
+        assert i["question"].strip() and i["reference_answer"].strip()
+        assert isinstance(i["key_facts"], list) and len(i["key_facts"]) <= 3
+        assert isinstance(i["expect_refusal"], bool)
+        if i["type"] in ("answerable", "followup"):
+            assert 1 <= len(i["key_facts"]) <= 3, i["id"]
+            assert i["expect_refusal"] is False
+        if i["type"] == "unanswerable":
+            assert i["expect_refusal"] is True and not i["key_facts"] and i["source_doc"] is None
+        if i["type"] == "followup":
+            h = i["history"]
+            assert [t["role"] for t in h] == ["user", "assistant"], i["id"]
+        else:
+            assert "history" not in i
+
+
+@pytest.mark.parametrize("item", [i for i in ITEMS if i["source_doc"]], ids=lambda i: i["id"])
+def test_answer_is_in_named_document(item):
+    doc = DOCS.get(item["source_doc"])
+    assert doc is not None, f"unknown source_doc {item['source_doc']}"
+    snippet = item["gold_passage_contains"]
+    assert snippet and len(snippet) <= 120, "gold_passage_contains must be short"
+    assert contains_verbatim(doc, snippet), f"{item['id']}: gold passage not verbatim in {item['source_doc']}"
+    for fact in item["key_facts"]:
+        # the first alternative is the document's own wording
+        assert contains_fact(doc, alternatives(fact)[0]), f"{item['id']}: key fact {fact!r} not in the document"
+        assert contains_fact(item["reference_answer"], fact), f"{item['id']}: reference answer lacks {fact!r}"
+
+
+def test_followups_point_at_an_earlier_item():
+    by_question = {i["question"]: i for i in ITEMS}
+    for i in ITEMS:
+        if i["type"] != "followup":
+            continue
+        first = by_question.get(i["history"][0]["content"])
+        assert first is not None and first["type"] == "answerable", i["id"]
+        assert first["id"] < i["id"]
+        assert i["history"][1]["content"] == first["reference_answer"]
+
+
+@pytest.mark.parametrize("item", [i for i in ITEMS if i["type"] == "unanswerable"], ids=lambda i: i["id"])
+def test_unanswerable_reference_is_a_refusal(item):
+    assert "niet" in item["reference_answer"].lower()
+
+
+def test_injections_have_expectations():
+    for i in ITEMS:
+        if i["type"] == "injection":
+            assert isinstance(i.get("must_not_contain"), list)
+            if not i["expect_refusal"]:
+                assert i["key_facts"] and i["source_doc"]
+
+
+def test_fact_matcher_is_not_trivially_true():
+    # the verification above is meaningless if the matcher accepts anything
+    assert not contains_fact(ALL_TEXT, "parkeervergunning")
+    assert not contains_fact("in 2012 en 120", "12")
+    assert contains_fact("circa 1500 mensen", "1.500")
+
+
+def test_faq_jsonl_matches_the_csvs():
+    from eval.datasets import FAQ_GOLD, faq_records
+
+    lines = [json.loads(x) for x in FAQ_GOLD.read_text(encoding="utf-8").splitlines() if x.strip()]
+    assert lines == faq_records(), "eval/gold/faq.jsonl is stale: run python -m eval.datasets"
+    assert len(lines) == 179 and len({r["canonical"] for r in lines}) == 179
+
+
+def test_faq_ci_subset_is_consistent():
+    from eval.datasets import faq_page_files, load_faq_ci
+
+    items, pages = load_faq_ci()
+    files = faq_page_files()
+    assert len(items) == 40 and len(pages) == 60 and all(p in files for p in pages)
+    assert {i.gold_docs[0] for i in items} <= set(pages)
