@@ -165,18 +165,8 @@ def strip_markers(sentence: str) -> str:
     return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(_MARKER.sub(" ", sentence).split()))
 
 
-def normalise_number(raw: str) -> str:
-    """'1.000' / '1,000' -> '1000', '3,2' -> '3.2', '2.500.000' -> '2500000', '007' -> '7'."""
-    s = raw.rstrip(".,")
-    if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d+)?", s):
-        s = s.replace(".", "").replace(",", ".")
-    elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", s):
-        s = s.replace(",", "")
-    else:
-        s = s.replace(",", ".")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s.lstrip("0") or "0"
+# one number normaliser for the pipeline and its evaluation
+from rag.attribute import normalise_number  # noqa: E402
 
 
 def numbers(text: str) -> set[str]:

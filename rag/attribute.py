@@ -42,8 +42,8 @@ def markers_in(text: str) -> list[int]:
 
 
 def normalise_number(raw: str) -> str:
-    """'1.000' -> '1000', '3,2' -> '3.2', '2.500.000' -> '2500000', '1,5' -> '1.5'."""
-    s = raw
+    """'1.000' / '1,000' -> '1000', '3,2' -> '3.2', '2.500.000' -> '2500000', '007' -> '7'."""
+    s = raw.rstrip(".,")
     if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d+)?", s):  # Dutch thousands with dots
         s = s.replace(".", "").replace(",", ".")
     elif re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", s):  # English thousands with commas
