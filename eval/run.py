@@ -627,8 +627,10 @@ def rescore(run_dir: Path, embedder=None, detect=None, log=print) -> dict:
     results.json."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    cfg = RunConfig(**config["run"])
-    items = {i.id: i for i in select_items(RunConfig(**{**config["run"], "limit": None}))}
+    known = set(RunConfig.__dataclass_fields__)
+    saved = {k: v for k, v in config["run"].items() if k in known}
+    cfg = RunConfig(**saved)
+    items = {i.id: i for i in select_items(RunConfig(**{**saved, "limit": None}))}
     rows = load_rows(run_dir)
     out = []
     n = 0
@@ -737,7 +739,8 @@ def run(
     if run_dir is not None and (Path(run_dir) / "config.json").exists():  # resume
         saved = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
         keep_limit = cfg.limit
-        cfg = RunConfig(**saved["run"])
+        known = set(RunConfig.__dataclass_fields__)
+        cfg = RunConfig(**{k: v for k, v in saved["run"].items() if k in known})
         cfg.limit = keep_limit if keep_limit is not None else cfg.limit
     base = settings or Settings()
     s = base.model_copy(update=cfg.settings_overrides())
@@ -776,6 +779,7 @@ def run(
     if cfg_path.exists():
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         config.setdefault("resumed_at", []).append(datetime.now().isoformat(timespec="seconds"))
+        config["run"]["limit"] = cfg.limit
     else:
         config = build_config(cfg, s, items, index_dir, getattr(llm, "model_id", None))
     cfg_path.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")

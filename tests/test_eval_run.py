@@ -373,3 +373,23 @@ def test_ablation_table_and_report(tmp_path, demo_retriever, hash_embedder):
     text = html_path.read_text()
     assert "<h2>Ablations</h2>" in text and "fusion-bm25" in text
     assert text.count("<td class=\"num\">") > 10
+
+
+def test_run_resumes_from_its_folder(tmp_path, settings, hash_embedder):
+    ingest_paths([DEMO_CORPUS], settings, hash_embedder)
+    settings.refusal_min_score = 0.0
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(json.dumps({"id": f"q{i}", "question": q, "type": "answerable", "key_facts": ["600"],
+                                          "source_doc": J24, "reference_answer": "600.", "expect_refusal": False})
+                              for i, q in enumerate(["Hoeveel plekken Sint Petersburgweg?", "Hoeveel plekken?"])),
+                    encoding="utf-8")
+    llm = ScriptedLLM("De locatie aan de Sint Petersburgweg krijgt 600 plekken [1].")
+    cfg = R.RunConfig(dataset="demo", data=str(gold), index_dir=str(settings.index_dir), limit=1, name="x")
+    run_dir, res = R.run(cfg, run_dir=tmp_path / "run", settings=settings, embedder=hash_embedder, llm=llm,
+                         progress=False, log=lambda m: None)
+    assert res["summary"]["n"] == 1 and len(llm.calls) == 1
+    # resume with a larger limit: the saved config is used, only the new question is asked
+    _, res = R.run(R.RunConfig(limit=2), run_dir=run_dir, settings=settings, embedder=hash_embedder, llm=llm,
+                   progress=False, log=lambda m: None)
+    assert res["summary"]["n"] == 2 and len(llm.calls) == 2
+    assert res["config"]["run"]["name"] == "x" and res["config"]["resumed_at"]
