@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .chunking import chunk_document
 from .embed import Embedder
-from .index import write_index
+from .index import VectorIndexConfig, write_index
 from .ingest import IngestError, discover, parse_file
 from .settings import Settings
 from .types import Chunk, Document
@@ -101,6 +101,7 @@ def ingest_paths(
         chunking=chunking_settings(settings),
         wait=wait,
         keep_generations=settings.keep_generations,
+        vector_config=VectorIndexConfig.from_settings(settings),
     ) as writer:
         pending: list[tuple[Document, list[Chunk], bool]] = []
         seen: set[str] = set()
@@ -157,7 +158,13 @@ def ingest_paths(
 def remove_documents(doc_ids: Sequence[str], settings: Settings) -> list[str]:
     """Drop documents by id; returns the ids that were present."""
     removed: list[str] = []
-    with write_index(settings.index_dir, None, None, keep_generations=settings.keep_generations) as writer:
+    with write_index(
+        settings.index_dir,
+        None,
+        None,
+        keep_generations=settings.keep_generations,
+        vector_config=VectorIndexConfig.from_settings(settings),
+    ) as writer:
         for doc_id in doc_ids:
             if writer.remove(doc_id):
                 removed.append(doc_id)

@@ -1,7 +1,10 @@
 """Hybrid retrieval: dense (FAISS) + BM25, filtered before ranking, then fused.
 
 Filters (document type, year, source, doc ids, access groups) are applied to the candidate
-set *before* either retriever ranks, so a filtered-out passage can never be returned.
+set *before* either retriever ranks, so a filtered-out passage can never be returned: the
+allowed chunk ids become a FAISS ID selector for every vector index type (flat: checked per
+vector; ivf_sq8: checked per scanned vector, with more lists scanned the fewer vectors the
+filter allows, see ``rag.index.search_params``) and a mask over the BM25 scores.
 
 Fusion methods (``Settings.fusion``), chosen by measurement (see eval/retrieval_benchmark.py
 and the README):
@@ -25,7 +28,7 @@ import faiss
 import numpy as np
 
 from .embed import Embedder
-from .index import IndexReader, IndexSnapshot, check_embedder
+from .index import IndexReader, IndexSnapshot, check_embedder, search_params
 from .settings import Settings
 from .types import Hit
 
@@ -121,6 +124,7 @@ class Retriever:
             fusion=fusion,
             weight_bm25=self.settings.fusion_weight_bm25,
             candidates=self.settings.candidates,
+            nprobe=self.settings.ivf_nprobe,
         )
         t2 = time.perf_counter()
         return SearchResult(
@@ -139,17 +143,15 @@ def _allowed_ids(snap: IndexSnapshot, filters: Filters | None) -> np.ndarray | N
 
 
 def _dense_candidates(
-    snap: IndexSnapshot, qv: np.ndarray, n: int, allowed: np.ndarray | None
+    snap: IndexSnapshot, qv: np.ndarray, n: int, allowed: np.ndarray | None, nprobe: int | None = None
 ) -> dict[int, float]:
     index = snap.vectors
     if index.ntotal == 0 or n <= 0:
         return {}
+    if allowed is not None and len(allowed) == 0:
+        return {}
     q = np.ascontiguousarray(qv.reshape(1, -1), dtype=np.float32)
-    params = None
-    if allowed is not None:
-        if len(allowed) == 0:
-            return {}
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+    params = search_params(index, allowed, nprobe)
     k = min(n, index.ntotal)
     scores, ids = index.search(q, k, params=params)
     return {int(i): float(s) for s, i in zip(scores[0], ids[0]) if i >= 0}
@@ -180,14 +182,16 @@ def rank(
     fusion: str = "score",
     weight_bm25: float = 0.2,
     candidates: int = 50,
+    nprobe: int | None = None,
 ) -> list[Hit]:
-    """Rank the chunks of one snapshot for a query. ``qv`` is the normalised query vector."""
+    """Rank the chunks of one snapshot for a query. ``qv`` is the normalised query vector;
+    ``nprobe`` overrides the IVF lists scanned (None: the value stored in the index)."""
     allowed = _allowed_ids(snap, filters)
     n = max(candidates, top_k)
 
     dense: dict[int, float] = {}
     if fusion != "bm25" and qv is not None:
-        dense = _dense_candidates(snap, qv, n, allowed)
+        dense = _dense_candidates(snap, qv, n, allowed, nprobe)
 
     bm25: dict[int, float] = {}
     bm25_max = 0.0

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     embedder_batch_size: int = 8
     # Sequence cap for the embedder: near the chunk size, never the model's 2,048.
     embedder_max_seq_length: int = 512
+    # How the embedder runs (rag/embed.py): "torch" (sentence-transformers as published) or
+    # "onnx" (ONNX Runtime; exported once into <model folder>/onnx/ and verified against torch).
+    embedder_backend: str = Field("torch", pattern="^(torch|onnx)$")
+    # "int8": the onnx backend's dynamically quantised model (AVX2-friendly); "none": fp32.
+    embedder_quantize: str = Field("none", pattern="^(none|int8)$")
+    # Matryoshka truncation of the vectors (None = the model's full 768; EmbeddingGemma also
+    # 512/256/128). Recorded in the index manifest: an index of another size is refused.
+    embedding_dim: int | None = Field(None, ge=1)
+    # >1: encode documents over a sentence-transformers multi-process pool (torch backend;
+    # one process per GPU with embedder_device="cuda"), for bulk ingestion (`ingest --processes`).
+    embedder_processes: int = Field(1, ge=1)
+    embedder_threads: int | None = Field(None, ge=1)  # torch / ONNX Runtime threads; None = library default
     llm: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     # LLM backend plugin: llama_cpp (CPU default), openai (any OpenAI-compatible server),
     # transformers (Hugging Face model folders; the GPU path). See rag/llm/.
@@ -74,6 +86,16 @@ class Settings(BaseSettings):
     # --- index ----------------------------------------------------------------
     index_dir: Path = Path("index")
     keep_generations: int = 2
+    # FAISS vector index (rag/index.py, VectorIndexConfig): "flat" (exact), "ivf_sq8" (IVF +
+    # 8-bit scalar quantiser, ~1/4 of the RAM), or "auto": flat below index_auto_threshold
+    # chunks, ivf_sq8 from it. The writer rebuilds the vector index when the type changes.
+    # Measured in eval/ann_benchmark.py (see eval/reports/ann-benchmark.md).
+    index_type: str = Field("auto", pattern="^(auto|flat|ivf_sq8)$")
+    # chunks (dim 768; at dim 256 flat is ~3x faster): flat single-query search, 1 thread, took
+    # p50 13 / p95 20 ms at 30k on 2 busy cores, 29 / 37 ms at 50k; ivf_sq8 ~1 ms at recall@10 0.98+
+    index_auto_threshold: int = Field(30_000, ge=0)
+    ivf_nlist: int = Field(0, ge=0)  # IVF lists; 0 = 4·sqrt(chunks), retrained when off by 2x
+    ivf_nprobe: int = Field(32, ge=1)  # lists scanned per query (more for filtered queries)
 
     # --- chunking -------------------------------------------------------------
     chunk_size: int = 600  # characters
@@ -99,6 +121,13 @@ class Settings(BaseSettings):
     # (calibrated on the gold set, see eval/ and the README)
     refusal_min_score: float = 0.30
     attribution_threshold: float = 0.5  # share of a sentence's content words in its passage
+    # context compression (rag/evidence.py): give the model only the N sentences of each
+    # passage that cover the question best; 0 = whole passages
+    focus_sentences: int = 0
+    # when the model declines, its answer cannot be attributed, or it lacks the number/date
+    # the question asks for, quote the best-covering passage sentence literally instead,
+    # if it covers at least this IDF-weighted share of the question's words; 0 = never
+    quote_min_coverage: float = 0.0
     history_max_turns: int = 6
     history_max_tokens: int = 600
     max_question_chars: int = 2000
