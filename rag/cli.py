@@ -85,14 +85,28 @@ def ingest(
     wait: Annotated[bool, typer.Option(help="Wait for another running ingest instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     index_dir: IndexDirOpt = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Embedding device: cpu, cuda, cuda:1, mps … (default: settings).")
+    ] = None,
+    processes: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Encode over N processes (torch backend; with --device cuda one per GPU)."),
+    ] = None,
 ) -> None:
     """Add or update documents in the index (unchanged files are skipped)."""
-    from .embed import load_embedder
+    from .embed import EmbedderExportError, load_embedder
     from .index import IndexError_
     from .indexing import ingest_paths
 
     s = _settings(index_dir)
-    embedder = load_embedder(s)
+    if device is not None:
+        s.embedder_device = device
+    if processes is not None:
+        s.embedder_processes = processes
+    try:
+        embedder = load_embedder(s)
+    except (ValueError, EmbedderExportError) as exc:
+        _fail(str(exc))
     try:
         report = ingest_paths(
             paths,
