@@ -41,6 +41,7 @@ class BM25Index:
         self.model = model
         self.chunk_ids = chunk_ids
         self._row = {int(c): i for i, c in enumerate(chunk_ids)}
+        self._df: np.ndarray | None = None
 
     @classmethod
     def build(cls, chunk_ids: Sequence[int], texts: Iterable[str]) -> BM25Index:
@@ -62,6 +63,22 @@ class BM25Index:
         if not terms:
             return np.zeros(len(self.chunk_ids), dtype=np.float32)
         return np.asarray(self.model.get_scores(terms), dtype=np.float32)
+
+    def doc_freq(self, term: str) -> int:
+        """In how many chunks the (already stemmed) term occurs."""
+        vocab = getattr(self.model, "vocab_dict", None) or {}
+        tid = vocab.get(term)
+        if tid is None or not len(self.chunk_ids):
+            return 0
+        if self._df is None:
+            self._df = np.diff(np.asarray(self.model.scores["indptr"]))
+        return int(self._df[tid]) if tid < len(self._df) else 0
+
+    def idf(self):
+        """The BM25 IDF of a stemmed term over this generation's chunks (see rag.evidence)."""
+        from .evidence import bm25_idf
+
+        return bm25_idf(self.doc_freq, len(self.chunk_ids))
 
     def rows_for(self, chunk_ids: Iterable[int]) -> np.ndarray:
         return np.asarray([self._row[int(c)] for c in chunk_ids if int(c) in self._row], dtype=np.int64)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from .attribute import Attribution, Passage, attribute, strip_markers
+from .evidence import IdfFn, answers_kind, best_quote, expected_kind, focus, rank_evidence, uniform_idf
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
 from .prompts import PromptSet
@@ -33,11 +34,17 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 
 @dataclass
 class Context:
-    """The passages given to the model, numbered from 1, and the chat messages."""
+    """The passages given to the model, numbered from 1, and the chat messages.
+
+    ``passages`` are the whole retrieved passages (what citations show and attribution
+    checks against); ``shown`` is what the model saw (the same, or focused to the best
+    sentences)."""
 
     hits: list[Hit]
     passages: list[Passage]
     messages: list[dict[str, str]]
+    question: str = ""
+    shown: list[Passage] | None = None
 
 
 def build_context(
@@ -64,9 +71,27 @@ def build_context(
         passages.append(Passage(marker=len(passages) + 1, text=text, title=hit.title, section=hit.section))
         chosen.append(hit)
         used += cost
+    return Context(hits=chosen, passages=passages, messages=chat_messages(prompts, passages, question), question=question)
+
+
+def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str) -> list[dict[str, str]]:
+    """System prompt and few-shot examples first (fixed, so their KV cache is reused), then
+    the numbered passages and the question."""
     user = prompts.context([p.__dict__ for p in passages], question)
-    messages = [{"role": "system", "content": prompts.system()}, *prompts.few_shot_messages(), {"role": "user", "content": user}]
-    return Context(hits=chosen, passages=passages, messages=messages)
+    return [{"role": "system", "content": prompts.system()}, *prompts.few_shot_messages(), {"role": "user", "content": user}]
+
+
+def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: int) -> Context:
+    """Context compression: each passage cut to the sentences that cover the question best."""
+    evidence = rank_evidence(ctx.question, ctx.passages, idf)
+    shown = [focus(p, evidence, max_sentences) for p in ctx.passages]
+    return Context(
+        hits=ctx.hits,
+        passages=ctx.passages,
+        messages=chat_messages(prompts, shown, ctx.question),
+        question=ctx.question,
+        shown=shown,
+    )
 
 
 def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> str:
@@ -90,6 +115,16 @@ def is_refusal(text: str, refusal: str) -> bool:
     if b in a:
         return True
     return SequenceMatcher(None, a[: len(b) + 20], b).ratio() >= 0.8
+
+
+def is_rewrite(text: str, question: str) -> bool:
+    """Is ``text`` a usable standalone rewrite of ``question``: one question (it asks
+    something), not the follow-up itself, not an essay?"""
+    if not text or len(text) > 400 or "?" not in text:
+        return False
+    a = " ".join(_WORDS.findall(text.lower()))
+    b = " ".join(_WORDS.findall(question.lower()))
+    return a != b
 
 
 def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
@@ -160,9 +195,12 @@ class Pipeline:
         params = GenerationParams(max_tokens=64, temperature=0.0, stop=["\n"])
         text = "".join(self.llm.stream_chat([{"role": "user", "content": prompt}], params)).strip()
         text = text.strip().strip('"').strip()
-        if not text or len(text) > 400:
+        if not is_rewrite(text, question):
+            # the small model sometimes answers instead of rewriting, or echoes the
+            # follow-up: search and answer with the follow-up first and the previous
+            # question beside it, so the model answers the follow-up, not the old question
             last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-            return f"{last_user} {question}".strip()
+            return f"{question} (Eerdere vraag: {last_user})" if last_user else question
         return text
 
     # -- the whole pipeline ----------------------------------------------------------
@@ -197,6 +235,7 @@ class Pipeline:
                     standalone_question=standalone if standalone != question else None,
                     refusal_reason=reason,
                     language=detect_language(text),
+                    index_generation=result.generation or None,
                 )
             )
 
@@ -207,6 +246,8 @@ class Pipeline:
             return
 
         ctx = build_context(standalone, result.hits, self.prompts, self.llm.count_tokens, s.context_tokens)
+        if s.focus_sentences > 0:
+            ctx = focus_context(ctx, self.prompts, self.idf(), s.focus_sentences)
         yield SourcesEvent(sources=[to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)])
 
         params = GenerationParams(max_tokens=s.max_answer_tokens, temperature=0.0)
@@ -235,24 +276,59 @@ class Pipeline:
 
         yield self.finish(raw, ctx, done)
 
+    def idf(self) -> IdfFn:
+        """IDF weights of the live index generation (uniform when it has no BM25 part)."""
+        try:
+            return self.retriever.reader.snapshot().bm25.idf()
+        except Exception:  # pragma: no cover - an index without BM25 statistics
+            return uniform_idf
+
     def finish(self, raw: str, ctx: Context, done: Callable[..., DoneEvent]) -> DoneEvent:
         """Turn the model's raw text into the final answer: refusal, leak and language
-        checks, then citation validation and attribution."""
+        checks, then citation validation and attribution. Where the model's answer is not
+        usable but a passage sentence clearly answers the question, that sentence is
+        quoted instead (``quote_min_coverage``)."""
         refusal = self.prompts.refusal
         if leaks_prompt(raw, self.prompts.system().replace(refusal, " ")):
             return done(refusal, True, [], "injection")
         if is_refusal(raw, refusal):
-            return done(refusal, True, [], "model_declined")
+            return self.quote(ctx, done, reason="model_declined") or done(refusal, True, [], "model_declined")
         if detect_language(raw) not in ("nl", None):
             raw = self.translate(raw, ctx)
             if detect_language(raw) not in ("nl", None):
-                return done(refusal, True, [], "not_dutch")
+                return self.quote(ctx, done, reason="not_dutch") or done(refusal, True, [], "not_dutch")
         att: Attribution = attribute(raw, ctx.passages, threshold=self.settings.attribution_threshold)
         if not att.supported:
-            return done(refusal, True, [], "unsupported")
+            return self.quote(ctx, done, reason="unsupported") or done(refusal, True, [], "unsupported")
+        kind = expected_kind(ctx.question)
+        if not answers_kind(att.text, kind):
+            quoted = self.quote(ctx, done, reason=f"missing_{kind}", kind=kind)
+            if quoted is not None:
+                return quoted
+        return done(att.text, False, self.citations(ctx, att.cited_markers))
+
+    def citations(self, ctx: Context, markers: Sequence[int]) -> list[Citation]:
         by_marker = {p.marker: h for p, h in zip(ctx.passages, ctx.hits)}
-        citations = [to_citation(i + 1, by_marker[m]) for i, m in enumerate(att.cited_markers)]
-        return done(att.text, False, citations)
+        return [to_citation(i + 1, by_marker[m]) for i, m in enumerate(markers)]
+
+    def quote(
+        self, ctx: Context, done: Callable[..., DoneEvent], reason: str, kind: str | None = None
+    ) -> DoneEvent | None:
+        """The best-covering passage sentence as the answer, cited, or None when no sentence
+        covers enough of the question (then the caller refuses)."""
+        if self.settings.quote_min_coverage <= 0:
+            return None
+        kind = kind or expected_kind(ctx.question)
+        evidence = rank_evidence(ctx.question, ctx.passages, self.idf())
+        best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind)
+        if best is None:
+            return None
+        text = best.text.rstrip()
+        body, tail = (text[:-1], text[-1]) if text[-1:] in ".!?" else (text, ".")
+        event = done(f"{body} [1]{tail}", False, self.citations(ctx, [best.marker]))
+        event.answer.quoted = True
+        event.answer.quote_reason = reason
+        return event
 
     def translate(self, raw: str, ctx: Context) -> str:
         """One retry when the model answered in another language: ask for the Dutch text."""

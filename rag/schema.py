@@ -56,6 +56,17 @@ class Answer(BaseModel):
         None, description="no_relevant_passages | model_declined | unsupported | injection"
     )
     language: str | None = None
+    quoted: bool = Field(
+        False,
+        description="The answer is a literal sentence of the cited passage: the model's own answer was not usable",
+    )
+    quote_reason: str | None = Field(
+        None, description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
+        "missing_number | missing_date"
+    )
+    index_generation: str | None = Field(
+        None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"
+    )
 
 
 # --------------------------------------------------------------------------- stream events

@@ -1,0 +1,149 @@
+"""Evidence: the sentences of the retrieved passages that bear on the question.
+
+The default model is small: given three whole passages it often paraphrases the wrong
+sentence or drops the number that was asked for. This step ranks the sentences of the
+passages by how much of the question they cover, so that the pipeline can
+
+* give the model only the sentences that matter (context compression: less prefill, less
+  distraction), and
+* fall back to quoting the best sentence literally when the model declines or its answer
+  cannot be attributed, but the passages clearly hold the answer.
+
+Coverage is lexical and deterministic: the IDF-weighted share of the question's content
+words (Dutch-stemmed, stop words left out) that occur in a sentence. IDF comes from the
+index's BM25 statistics, so rare words ("multiprobleemgezinnen", "Bibob") weigh more than
+common ones ("gemeente"). Words of the passage title and section count for every sentence
+of that passage, as a heading often carries the subject the sentence leaves implicit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .attribute import Passage
+from .chunking import split_sentences
+from .lexical import tokenize
+
+IdfFn = Callable[[str], float]
+
+# Question words and the kind of answer they ask for.
+_EXPECTS_NUMBER = re.compile(
+    r"\b(hoeveel|hoe ?veel|welk(e)? (bedrag|aantal|percentage)|hoe (groot|lang|hoog|oud)|"
+    r"tot welke leeftijd|how (much|many|long|old))\b",
+    re.I,
+)
+_EXPECTS_DATE = re.compile(r"\b(wanneer|sinds wanneer|op welke datum|in welk jaar|in welke maand|when)\b", re.I)
+_DIGIT = re.compile(r"\d")
+_MONTH = re.compile(
+    r"\b(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
+    r"voorjaar|najaar|zomer|winter)\b",
+    re.I,
+)
+_NUMBER_WORD = re.compile(
+    r"\b(een|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|elf|twaalf|twintig|dertig|honderd|duizend|"
+    r"miljoen|miljard|verdubbeld|gehalveerd|helft|procent)\b",
+    re.I,
+)
+
+
+def uniform_idf(_term: str) -> float:
+    return 1.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One sentence of a passage, with how well it covers the question."""
+
+    marker: int  # the passage's marker in the context
+    position: int  # sentence number within the passage, from 0
+    text: str
+    coverage: float  # IDF-weighted share of the question's content words, 0..1
+
+
+def question_terms(question: str) -> set[str]:
+    return set(tokenize(question))
+
+
+def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
+    total = sum(idf(t) for t in terms)
+    if total <= 0:
+        return 0.0
+    return sum(idf(t) for t in terms & sentence_terms) / total
+
+
+def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = uniform_idf) -> list[Evidence]:
+    """Every sentence of every passage, best first (coverage, then passage order, then
+    position in the passage)."""
+    terms = question_terms(question)
+    out: list[Evidence] = []
+    for p in passages:
+        heading_terms = set(tokenize(f"{p.title} {p.section}"))
+        for i, sentence in enumerate(split_sentences(p.text)):
+            toks = set(tokenize(sentence))
+            # heading words help, but a sentence must itself carry part of the question
+            own = coverage(terms, toks, idf)
+            with_heading = coverage(terms, toks | heading_terms, idf)
+            out.append(Evidence(p.marker, i, sentence, own if own == 0 else (3 * own + with_heading) / 4))
+    out.sort(key=lambda e: (-e.coverage, e.marker, e.position))
+    return out
+
+
+def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3) -> Passage:
+    """The passage cut to its best sentences (at most ``max_sentences``, kept in their
+    original order, with the sentence before the best one for context when there is room).
+    A passage whose sentences cover nothing of the question keeps only its first sentence."""
+    sentences = split_sentences(passage.text)
+    if len(sentences) <= max_sentences:
+        return passage
+    mine = [e for e in evidence if e.marker == passage.marker and e.coverage > 0]
+    keep: list[int] = [e.position for e in mine[:max_sentences]]
+    if keep and len(keep) < max_sentences and keep[0] > 0 and keep[0] - 1 not in keep:
+        keep.append(keep[0] - 1)
+    if not keep:
+        keep = [0]
+    text = " ".join(sentences[i] for i in sorted(set(keep)))
+    return Passage(marker=passage.marker, text=text, title=passage.title, section=passage.section)
+
+
+def expected_kind(question: str) -> str | None:
+    """'number' or 'date' when the question asks for one, else None."""
+    if _EXPECTS_DATE.search(question):
+        return "date"
+    if _EXPECTS_NUMBER.search(question):
+        return "number"
+    return None
+
+
+def answers_kind(text: str, kind: str | None) -> bool:
+    """Does ``text`` contain the kind of answer the question asks for?"""
+    if kind is None:
+        return True
+    if kind == "date":
+        return bool(_DIGIT.search(text) or _MONTH.search(text))
+    return bool(_DIGIT.search(text) or _NUMBER_WORD.search(text))
+
+
+def best_quote(
+    question: str, evidence: Sequence[Evidence], min_coverage: float, kind: str | None = None
+) -> Evidence | None:
+    """The sentence to quote when the model's own answer is not usable: the best-covering
+    sentence that holds the kind of answer asked for, if it covers enough of the question."""
+    for e in evidence:
+        if e.coverage < min_coverage:
+            return None
+        if answers_kind(e.text, kind) and len(e.text) >= 20:
+            return e
+    return None
+
+
+def bm25_idf(doc_freq: Callable[[str], int], n_docs: int) -> IdfFn:
+    """The BM25 (Robertson–Spärck Jones) IDF, always positive."""
+
+    def idf(term: str) -> float:
+        df = doc_freq(term)
+        return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+
+    return idf

@@ -1,0 +1,101 @@
+"""Evidence ranking, context focusing and the quote fallback (deterministic, no model)."""
+
+from __future__ import annotations
+
+from rag.attribute import Passage
+from rag.evidence import (
+    answers_kind,
+    best_quote,
+    bm25_idf,
+    expected_kind,
+    focus,
+    rank_evidence,
+    uniform_idf,
+)
+from rag.pipeline import is_rewrite
+
+P1 = Passage(
+    marker=1,
+    title="Jaarstukken 2024",
+    section="Opvang",
+    text=(
+        "De gemeente werkt samen met maatschappelijke partners. "
+        "In totaal vangen we circa 1.500 Oekraïense ontheemden op, waarvan circa 950 in de gemeentelijke opvang. "
+        "De rest woont bij particulieren. "
+        "Het college evalueert de aanpak in 2025."
+    ),
+)
+P2 = Passage(
+    marker=2,
+    title="Begroting 2023",
+    section="Jeugd",
+    text="De eerste 1.000 dagen van een kind zijn cruciaal. Daarom investeren we in de kraamzorg.",
+)
+
+
+def test_best_sentence_covers_the_question_first():
+    ev = rank_evidence("Hoeveel Oekraïense ontheemden zitten in de gemeentelijke opvang?", [P1, P2])
+    assert ev[0].marker == 1 and "950" in ev[0].text
+    assert ev[0].coverage > ev[1].coverage
+    assert all(0.0 <= e.coverage <= 1.0 for e in ev)
+
+
+def test_idf_weights_rare_words_over_common_ones():
+    df = {"meen": 90, "kraamzorg": 1}  # Snowball stems: gemeente -> meen
+    idf = bm25_idf(lambda t: df.get(t, 0), 100)
+    assert idf("kraamzorg") > idf("meen") > 0
+    # with IDF the sentence holding the rare word wins although both hold one question word
+    q = "Investeert de gemeente in kraamzorg?"
+    assert rank_evidence(q, [P1, P2], idf)[0].marker == 2
+
+
+def test_focus_keeps_best_sentences_in_original_order():
+    ev = rank_evidence("Hoeveel ontheemden zitten in de gemeentelijke opvang?", [P1])
+    short = focus(P1, ev, max_sentences=2)
+    assert "950" in short.text and len(short.text) < len(P1.text)
+    assert short.marker == 1 and short.title == P1.title
+    # original order is kept
+    sentences = P1.text.split(". ")
+    kept = [s for s in sentences if s.rstrip(".") in short.text]
+    assert kept == [s for s in sentences if s in kept]
+
+
+def test_focus_leaves_short_passages_whole():
+    ev = rank_evidence("Welke periode is cruciaal?", [P2])
+    assert focus(P2, ev, max_sentences=3).text == P2.text
+
+
+def test_expected_kind_from_dutch_and_english_question_words():
+    assert expected_kind("Hoeveel plekken zijn er?") == "number"
+    assert expected_kind("Sinds wanneer is de gemeente verantwoordelijk?") == "date"
+    assert expected_kind("Op welke datum nam de raad de motie aan?") == "date"
+    assert expected_kind("How many suppliers are there?") == "number"
+    assert expected_kind("Wat is het Overweeghuis?") is None
+
+
+def test_answers_kind():
+    assert answers_kind("Er zijn 60 plekken.", "number")
+    assert answers_kind("Er zijn twee leveranciers.", "number")
+    assert not answers_kind("Er zijn plekken bij gekomen.", "number")
+    assert answers_kind("Dat gebeurde in mei.", "date")
+    assert not answers_kind("Dat gebeurde vorig jaar.", "date")
+    assert answers_kind("Wat dan ook.", None)
+
+
+def test_best_quote_needs_coverage_and_the_asked_kind():
+    q = "Hoeveel Oekraïense ontheemden zitten in de gemeentelijke opvang?"
+    ev = rank_evidence(q, [P1, P2], uniform_idf)
+    quote = best_quote(q, ev, min_coverage=0.5, kind="number")
+    assert quote is not None and "950" in quote.text
+    assert best_quote(q, ev, min_coverage=0.99, kind="number") is None
+    # a question the passages do not cover gets no quote
+    q2 = "Wat kost een parkeervergunning in de binnenstad?"
+    assert best_quote(q2, rank_evidence(q2, [P1, P2]), min_coverage=0.5) is None
+
+
+def test_is_rewrite_rejects_echo_statement_and_essay():
+    assert is_rewrite("Wanneer opent de nachtopvang aan de Hereweg?", "En wanneer gaat die open?")
+    assert not is_rewrite("En wanneer gaat die open?", "En wanneer gaat die open?")
+    assert not is_rewrite("De nachtopvang opent op 3 maart.", "En wanneer gaat die open?")
+    assert not is_rewrite("Waarom? " + "x" * 500, "En wanneer gaat die open?")
+    assert not is_rewrite("", "En wanneer gaat die open?")
