@@ -33,19 +33,25 @@ IdfFn = Callable[[str], float]
 _EXPECTS_NUMBER = re.compile(
     r"\b(hoeveel|hoe ?veel|welk(e)? (bedrag|aantal|percentage)|hoe (groot|lang|hoog|oud)|"
     r"tot welke leeftijd|how (much|many|long|old))\b",
-    re.I,
+    re.IGNORECASE,
 )
-_EXPECTS_DATE = re.compile(r"\b(wanneer|sinds wanneer|op welke datum|in welk jaar|in welke maand|when)\b", re.I)
+_EXPECTS_DATE = re.compile(r"\b(wanneer|sinds wanneer|op welke datum|in welk jaar|in welke maand|when)\b", re.IGNORECASE)
+_EXPECTS_AMOUNT = re.compile(
+    r"\b(hoeveel|hoe ?veel|wat|welke?|how much|what)\b.*\b(geld|budget|kost\w*|bedrag|euro|tarief|uurtarief|prijs|"
+    r"eigen bijdrage|cost\w*|price|money|rate)\b",
+    re.IGNORECASE,
+)
+_MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\d\s*(miljoen|miljard|duizend|mln|mld)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
 _MONTH = re.compile(
     r"\b(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
     r"voorjaar|najaar|zomer|winter)\b",
-    re.I,
+    re.IGNORECASE,
 )
 _NUMBER_WORD = re.compile(
     r"\b(een|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|elf|twaalf|twintig|dertig|honderd|duizend|"
     r"miljoen|miljard|verdubbeld|gehalveerd|helft|procent)\b",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -109,9 +115,11 @@ def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3
 
 
 def expected_kind(question: str) -> str | None:
-    """'number' or 'date' when the question asks for one, else None."""
+    """'date', 'amount' (of money) or 'number' when the question asks for one, else None."""
     if _EXPECTS_DATE.search(question):
         return "date"
+    if _EXPECTS_AMOUNT.search(question):
+        return "amount"
     if _EXPECTS_NUMBER.search(question):
         return "number"
     return None
@@ -123,6 +131,8 @@ def answers_kind(text: str, kind: str | None) -> bool:
         return True
     if kind == "date":
         return bool(_DIGIT.search(text) or _MONTH.search(text))
+    if kind == "amount":
+        return bool(_MONEY.search(text))
     return bool(_DIGIT.search(text) or _NUMBER_WORD.search(text))
 
 

@@ -18,10 +18,11 @@ from difflib import SequenceMatcher
 
 from .attribute import Attribution, Passage, attribute, strip_markers
 from .evidence import IdfFn, answers_kind, best_quote, expected_kind, focus, rank_evidence, uniform_idf
+from .guard import check_question
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
 from .prompts import PromptSet
-from .retrieve import Filters, Retriever
+from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
 from .types import Hit
@@ -117,6 +118,14 @@ def is_refusal(text: str, refusal: str) -> bool:
     return SequenceMatcher(None, a[: len(b) + 20], b).ratio() >= 0.8
 
 
+_EARLIER = " (Eerdere vraag: "
+
+
+def primary_question(standalone: str) -> str:
+    """The question itself, without the earlier question a follow-up may carry."""
+    return standalone.split(_EARLIER, 1)[0]
+
+
 def is_rewrite(text: str, question: str) -> bool:
     """Is ``text`` a usable standalone rewrite of ``question``: one question (it asks
     something), not the follow-up itself, not an essay?"""
@@ -200,8 +209,27 @@ class Pipeline:
             # follow-up: search and answer with the follow-up first and the previous
             # question beside it, so the model answers the follow-up, not the old question
             last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-            return f"{question} (Eerdere vraag: {last_user})" if last_user else question
+            return f"{question}{_EARLIER}{last_user})" if last_user else question
         return text
+
+    def search(self, standalone: str, top_k: int, filters: Filters | None) -> SearchResult:
+        """Retrieve for the (standalone) question. A follow-up that could not be rewritten
+        is searched twice, alone and with its earlier question, and the best passages of
+        both are kept: "En voor jeugdhulp?" needs the earlier question, "Was dat
+        unaniem?" cannot do without it."""
+        result = self.retriever.search(standalone, top_k=top_k, filters=filters)
+        followup = primary_question(standalone)
+        if followup == standalone:
+            return result
+        alone = self.retriever.search(followup, top_k=top_k, filters=filters)
+        best: dict[int, Hit] = {}
+        for h in [*result.hits, *alone.hits]:
+            if h.chunk_id not in best or h.score > best[h.chunk_id].score:
+                best[h.chunk_id] = h
+        hits = sorted(best.values(), key=lambda h: -h.score)[:top_k]
+        for r, h in enumerate(hits, start=1):
+            h.rank = r
+        return SearchResult(query=standalone, hits=hits, timings=result.timings, generation=result.generation)
 
     # -- the whole pipeline ----------------------------------------------------------
     def stream(
@@ -215,12 +243,12 @@ class Pipeline:
         s = self.settings
         t0 = time.perf_counter()
         question = question.strip()
-        turns = self.bounded_history(history)
-        standalone = self.condense(question, turns) if turns else question
-
-        result = self.retriever.search(standalone, top_k=top_k or s.answer_top_k, filters=filters)
-        t_retrieved = time.perf_counter()
-        timings = Timings(retrieval_ms=round((t_retrieved - t0) * 1000, 1))
+        timings = Timings()
+        generation: str | None = None
+        guard = check_question(question)
+        # the sentences that try to steer the assistant are not passed on (rag/guard.py)
+        asked = guard.question if guard.injection else question
+        standalone = asked
 
         def done(text: str, refused: bool, citations: list[Citation], reason: str | None = None) -> DoneEvent:
             timings.total_ms = round((time.perf_counter() - t0) * 1000, 1)
@@ -235,9 +263,20 @@ class Pipeline:
                     standalone_question=standalone if standalone != question else None,
                     refusal_reason=reason,
                     language=detect_language(text),
-                    index_generation=result.generation or None,
+                    index_generation=generation,
                 )
             )
+
+        if guard.refuse:
+            yield SourcesEvent(sources=[])
+            yield done(self.prompts.refusal, True, [], "injection")
+            return
+        turns = self.bounded_history(history)
+        standalone = self.condense(asked, turns) if turns else asked
+
+        result = self.search(standalone, top_k or s.answer_top_k, filters)
+        generation = result.generation or None
+        timings.retrieval_ms = round((time.perf_counter() - t0) * 1000, 1)
 
         best = max((h.dense_score or 0.0 for h in result.hits), default=0.0)
         if not result.hits or best < s.refusal_min_score:
@@ -278,10 +317,8 @@ class Pipeline:
 
     def idf(self) -> IdfFn:
         """IDF weights of the live index generation (uniform when it has no BM25 part)."""
-        try:
-            return self.retriever.reader.snapshot().bm25.idf()
-        except Exception:  # pragma: no cover - an index without BM25 statistics
-            return uniform_idf
+        bm25 = getattr(self.retriever.reader.snapshot(), "bm25", None)
+        return bm25.idf() if bm25 is not None and len(bm25) else uniform_idf
 
     def finish(self, raw: str, ctx: Context, done: Callable[..., DoneEvent]) -> DoneEvent:
         """Turn the model's raw text into the final answer: refusal, leak and language
@@ -300,11 +337,12 @@ class Pipeline:
         att: Attribution = attribute(raw, ctx.passages, threshold=self.settings.attribution_threshold)
         if not att.supported:
             return self.quote(ctx, done, reason="unsupported") or done(refusal, True, [], "unsupported")
-        kind = expected_kind(ctx.question)
-        if not answers_kind(att.text, kind):
+        kind = expected_kind(primary_question(ctx.question))
+        if not answers_kind(strip_markers(att.text), kind):
+            # the question asks for a number, amount or date and the answer has none: it does
+            # not answer the question; quote the passage sentence that does, or refuse
             quoted = self.quote(ctx, done, reason=f"missing_{kind}", kind=kind)
-            if quoted is not None:
-                return quoted
+            return quoted or done(refusal, True, [], f"missing_{kind}")
         return done(att.text, False, self.citations(ctx, att.cited_markers))
 
     def citations(self, ctx: Context, markers: Sequence[int]) -> list[Citation]:
@@ -318,7 +356,7 @@ class Pipeline:
         covers enough of the question (then the caller refuses)."""
         if self.settings.quote_min_coverage <= 0:
             return None
-        kind = kind or expected_kind(ctx.question)
+        kind = kind or expected_kind(primary_question(ctx.question))
         evidence = rank_evidence(ctx.question, ctx.passages, self.idf())
         best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind)
         if best is None:

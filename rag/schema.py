@@ -53,7 +53,9 @@ class Answer(BaseModel):
     question: str = ""
     standalone_question: str | None = Field(None, description="The follow-up rewritten for retrieval")
     refusal_reason: str | None = Field(
-        None, description="no_relevant_passages | model_declined | unsupported | injection"
+        None,
+        description="no_relevant_passages | model_declined | unsupported | not_dutch | injection | "
+        "missing_number | missing_amount | missing_date (the answer lacked what the question asks for)",
     )
     language: str | None = None
     quoted: bool = Field(
@@ -62,7 +64,7 @@ class Answer(BaseModel):
     )
     quote_reason: str | None = Field(
         None, description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
-        "missing_number | missing_date"
+        "missing_number | missing_amount | missing_date"
     )
     index_generation: str | None = Field(
         None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"

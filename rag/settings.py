@@ -122,12 +122,15 @@ class Settings(BaseSettings):
     refusal_min_score: float = 0.30
     attribution_threshold: float = 0.5  # share of a sentence's content words in its passage
     # context compression (rag/evidence.py): give the model only the N sentences of each
-    # passage that cover the question best; 0 = whole passages
-    focus_sentences: int = 0
-    # when the model declines, its answer cannot be attributed, or it lacks the number/date
-    # the question asks for, quote the best-covering passage sentence literally instead,
-    # if it covers at least this IDF-weighted share of the question's words; 0 = never
-    quote_min_coverage: float = 0.0
+    # passage that cover the question best; 0 = whole passages. Demo gold set, 92 questions:
+    # 2 sentences raised key-fact recall 0.535 -> 0.611 and cut false refusals 0.236 -> 0.139
+    # (72 common answerable questions, with the follow-up fix), TTFT p50 28 -> 11 s
+    focus_sentences: int = 2
+    # when the model declines, its answer cannot be attributed, or it lacks the number, amount
+    # or date the question asks for, quote the best-covering passage sentence literally
+    # instead, if it covers at least this IDF-weighted share of the question's words; 0 =
+    # never. Chosen on the gold set's failures: 0.3 quoted 5 right answers and 1 wrong one
+    quote_min_coverage: float = 0.3
     history_max_turns: int = 6
     history_max_tokens: int = 600
     max_question_chars: int = 2000

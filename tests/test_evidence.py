@@ -99,3 +99,12 @@ def test_is_rewrite_rejects_echo_statement_and_essay():
     assert not is_rewrite("De nachtopvang opent op 3 maart.", "En wanneer gaat die open?")
     assert not is_rewrite("Waarom? " + "x" * 500, "En wanneer gaat die open?")
     assert not is_rewrite("", "En wanneer gaat die open?")
+
+
+def test_money_questions_need_an_amount():
+    assert expected_kind("Hoeveel geld is er begroot voor de winteropvang?") == "amount"
+    assert expected_kind("Wat kost een parkeervergunning?") == "amount"
+    assert expected_kind("Hoeveel plekken zijn er?") == "number"
+    assert answers_kind("Er is € 3,2 miljoen gereserveerd.", "amount")
+    assert answers_kind("Het kost 105 euro per maand.", "amount")
+    assert not answers_kind("Na drie jaar is er een locatie.", "amount")
