@@ -37,8 +37,10 @@ _EXPECTS_NUMBER = re.compile(
 )
 _EXPECTS_DATE = re.compile(r"\b(wanneer|sinds wanneer|op welke datum|in welk jaar|in welke maand|when)\b", re.IGNORECASE)
 _EXPECTS_AMOUNT = re.compile(
-    r"\b(hoeveel|hoe ?veel|wat|welke?|how much|what)\b.*\b(geld|budget|kost\w*|bedrag|euro|tarief|uurtarief|prijs|"
-    r"eigen bijdrage|cost\w*|price|money|rate)\b",
+    r"\b(hoeveel|hoe ?veel|how much)\b(\s+[\w-]+){0,3}?\s+(geld|budget|euro|eigen bijdrage|kost\w*|money|cost\w*)\b|"
+    r"\b(wat|hoeveel) (kost|kosten|bedraagt|bedragen)\b|"
+    r"\b(wat|welk|welke) (is|zijn|was|waren) (het|de) ([\w-]+ )?(budget|bedrag|tarief|uurtarief|prijs|kosten)\b|"
+    r"\bwhat (is|was|are) the ([\w-]+ )?(budget|amount|price|cost|costs|rate)\b|\bhow much does\b.*\bcost\b",
     re.IGNORECASE,
 )
 _MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\d\s*(miljoen|miljard|duizend|mln|mld)\b", re.IGNORECASE)

@@ -108,3 +108,11 @@ def test_money_questions_need_an_amount():
     assert answers_kind("Er is € 3,2 miljoen gereserveerd.", "amount")
     assert answers_kind("Het kost 105 euro per maand.", "amount")
     assert not answers_kind("Na drie jaar is er een locatie.", "amount")
+
+
+def test_budget_as_a_subject_is_not_an_amount_question():
+    assert expected_kind("What does the 2016 budget say about the WIJ-teams?") is None
+    assert expected_kind("Wat staat er in het budget over jeugdhulp?") is None
+    assert expected_kind("Wat is het totale budget van programma 4?") == "amount"
+    assert expected_kind("What is the hourly rate for household help?") == "amount"
+    assert expected_kind("Hoeveel eigen bijdrage betalen vluchtelingen?") == "amount"
