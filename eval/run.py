@@ -384,6 +384,7 @@ def score_answer(
             "text": text,
             "refused": refused,
             "refusal_reason": answer.refusal_reason,
+            "quote_reason": getattr(answer, "quote_reason", None),  # set when a passage sentence was quoted
             "standalone_question": answer.standalone_question,
             "citations": [
                 {
