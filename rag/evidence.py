@@ -71,10 +71,6 @@ class Evidence:
     coverage: float  # IDF-weighted share of the question's content words, 0..1
 
 
-def question_terms(question: str) -> set[str]:
-    return set(tokenize(question))
-
-
 def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
     total = sum(idf(t) for t in terms)
     if total <= 0:
@@ -85,7 +81,7 @@ def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
 def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = uniform_idf) -> list[Evidence]:
     """Every sentence of every passage, best first (coverage, then passage order, then
     position in the passage)."""
-    terms = question_terms(question)
+    terms = set(tokenize(question))
     out: list[Evidence] = []
     for p in passages:
         heading_terms = set(tokenize(f"{p.title} {p.section}"))

@@ -38,14 +38,12 @@ class Context:
     """The passages given to the model, numbered from 1, and the chat messages.
 
     ``passages`` are the whole retrieved passages (what citations show and attribution
-    checks against); ``shown`` is what the model saw (the same, or focused to the best
-    sentences)."""
+    checks against); the messages may hold them focused to their best sentences."""
 
     hits: list[Hit]
     passages: list[Passage]
     messages: list[dict[str, str]]
     question: str = ""
-    shown: list[Passage] | None = None
 
 
 def build_context(
@@ -91,7 +89,6 @@ def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: i
         passages=ctx.passages,
         messages=chat_messages(prompts, shown, ctx.question),
         question=ctx.question,
-        shown=shown,
     )
 
 
