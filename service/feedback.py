@@ -48,14 +48,39 @@ class FeedbackStore:
             self._db.close()
 
     def add(self, answer_id: str, rating: str, comment: str | None = None, caller: str | None = None) -> int:
+        """Store a caller's verdict on an answer; one row per (answer, caller), the latest wins.
+
+        The widget and the bots send the thumb first and the comment after it, and a user may
+        change the thumb; each of those updates the same row (the comment is kept when a later
+        call brings none), so an export holds one verdict per person per answer. Returns the id.
+        """
         if rating not in ("up", "down"):
             raise ValueError("rating must be 'up' or 'down'")
+        comment = comment or None
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO feedback (answer_id, rating, comment, caller, created_at) VALUES (?,?,?,?,?)",
-                (answer_id, rating, comment or None, caller, time.time()),
-            )
-        return int(cur.lastrowid)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT id FROM feedback WHERE answer_id = ? AND caller IS ? ORDER BY id DESC LIMIT 1",
+                    (answer_id, caller),
+                ).fetchone()
+                if row is None:
+                    cur = self._db.execute(
+                        "INSERT INTO feedback (answer_id, rating, comment, caller, created_at) VALUES (?,?,?,?,?)",
+                        (answer_id, rating, comment, caller, time.time()),
+                    )
+                    fid = int(cur.lastrowid)
+                else:
+                    fid = int(row[0])
+                    self._db.execute(
+                        "UPDATE feedback SET rating = ?, comment = COALESCE(?, comment), created_at = ? WHERE id = ?",
+                        (rating, comment, time.time(), fid),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return fid
 
     def count(self) -> int:
         with self._lock:

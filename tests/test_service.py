@@ -673,6 +673,28 @@ def test_feedback_stored_and_exported(client, env):
     assert FeedbackStore(env.cfg.feedback_db).count() == 2
 
 
+def test_feedback_is_one_verdict_per_caller_and_answer(tmp_path):
+    """The widget sends the thumb, then the comment; a user may flip the thumb. One row each."""
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    first = store.add("a1", "up", None, "soc")
+    assert store.add("a1", "down", None, "soc") == first            # thumb changed
+    assert store.add("a1", "down", "Bedrag klopt niet.", "soc") == first  # comment after the thumb
+    assert store.add("a1", "up", None, "soc") == first              # comment survives a later thumb
+    other = store.add("a1", "down", None, "pub")                     # another caller: own row
+    anon = store.add("a2", "up", None, None)
+    assert store.add("a2", "down", None, None) == anon              # no caller name: still one row
+    rows = [(r["id"], r["answer_id"], r["rating"], r["comment"], r["caller"]) for r in store.rows()]
+    assert rows == [
+        (first, "a1", "up", "Bedrag klopt niet.", "soc"),
+        (other, "a1", "down", None, "pub"),
+        (anon, "a2", "down", None, None),
+    ]
+    with pytest.raises(ValueError):
+        store.add("a1", "meh", None, "soc")
+    assert store.count() == 3
+    store.close()
+
+
 def test_logs_are_json_without_question_text(make_env, caplog):
     import io
 
