@@ -177,8 +177,11 @@ def load_faq_ci(path: Path = FAQ_CI_SUBSET) -> tuple[list[EvalItem], list[str]]:
 
 def load_feedback(path: Path, include_up: bool = False) -> list[EvalItem]:
     """Items from a ``/v1/feedback`` JSONL export. Lines without a question are skipped
-    (the audit log did not hold the answer); the count is in ``skipped_feedback``."""
-    items = []
+    (the audit log did not hold the answer). The same question (with the same history) rated
+    by several people is asked once: their comments are joined, and expectations filled in
+    by any of them are kept."""
+    items: list[EvalItem] = []
+    seen: dict[str, EvalItem] = {}
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -191,28 +194,63 @@ def load_feedback(path: Path, include_up: bool = False) -> list[EvalItem]:
         expect_refusal = exp.get("expect_refusal")
         if expect_refusal is None and (exp.get("key_facts") or exp.get("source_doc")):
             expect_refusal = False
-        items.append(
-            EvalItem(
-                id=f"fb{d.get('id', n)}",
-                question=d["question"],
-                type="feedback",
-                expect_refusal=expect_refusal,
-                key_facts=list(exp.get("key_facts") or []),
-                gold_docs=[exp["source_doc"]] if exp.get("source_doc") else [],
-                gold_passages=[exp["gold_passage_contains"]] if exp.get("gold_passage_contains") else [],
-                reference_answer=exp.get("reference_answer", ""),
-                history=list(d.get("history") or []),
-                notes=d.get("comment") or "",
-                extra={
-                    "rating": d.get("rating"),
-                    "answer_id": d.get("answer_id"),
-                    "old_answer": d.get("answer"),
-                    "old_citations": d.get("citations"),
-                    "created_at": d.get("created_at"),
-                },
-            )
+        history = list(d.get("history") or [])
+        key = json.dumps([" ".join(d["question"].split()).casefold(), history], ensure_ascii=False, sort_keys=True)
+        if key in seen:
+            _merge_feedback(seen[key], d)
+            continue
+        item = EvalItem(
+            id=f"fb{d.get('id', n)}",
+            question=d["question"],
+            type="feedback",
+            expect_refusal=expect_refusal,
+            key_facts=list(exp.get("key_facts") or []),
+            gold_docs=[exp["source_doc"]] if exp.get("source_doc") else [],
+            gold_passages=[exp["gold_passage_contains"]] if exp.get("gold_passage_contains") else [],
+            reference_answer=exp.get("reference_answer", ""),
+            history=history,
+            notes=d.get("comment") or "",
+            extra={
+                "rating": d.get("rating"),
+                "answer_id": d.get("answer_id"),
+                "old_answer": d.get("answer"),
+                "old_citations": d.get("citations"),
+                "created_at": d.get("created_at"),
+                "ratings": 1,
+            },
         )
+        seen[key] = item
+        items.append(item)
     return items
+
+
+def _merge_feedback(item: EvalItem, d: dict) -> None:
+    """Fold another rating of the same question into ``item``."""
+    item.extra["ratings"] += 1
+    comment = (d.get("comment") or "").strip()
+    if comment and comment not in item.notes.split(" | "):
+        item.notes = f"{item.notes} | {comment}" if item.notes else comment
+    exp = d.get("expected") or {}
+    if not item.key_facts and exp.get("key_facts"):
+        item.key_facts = list(exp["key_facts"])
+    if not item.gold_docs and exp.get("source_doc"):
+        item.gold_docs = [exp["source_doc"]]
+    if not item.gold_passages and exp.get("gold_passage_contains"):
+        item.gold_passages = [exp["gold_passage_contains"]]
+    if not item.reference_answer and exp.get("reference_answer"):
+        item.reference_answer = exp["reference_answer"]
+    if item.expect_refusal is None:
+        if exp.get("expect_refusal") is not None:
+            item.expect_refusal = exp["expect_refusal"]
+        elif exp.get("key_facts") or exp.get("source_doc"):
+            item.expect_refusal = False
+
+
+def index_variant(settings) -> str:
+    """The part of a cached index's folder name that says how it was built: embedder, chunking
+    and, when truncated, the embedding size (an index of another size cannot be searched)."""
+    name = f"{settings.embedder}-c{settings.chunk_size}-o{settings.chunk_overlap}"
+    return f"{name}-d{settings.embedding_dim}" if settings.embedding_dim else name
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -28,6 +28,8 @@ from rag.ingest import parse_file
 from rag.retrieve import rank
 from rag.settings import Settings
 
+from .datasets import index_variant
+
 HERE = Path(__file__).resolve().parent
 FAQ_DIR = HERE / "data" / "rijksoverheid-faq"
 
@@ -120,8 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for size in args.chunk_size or [base.chunk_size]:
         overlap = args.overlap if args.overlap is not None else min(base.chunk_overlap, size // 4)
-        s = replace_settings(base, chunk_size=size, chunk_overlap=overlap,
-                             index_dir=args.work_dir / f"{base.embedder}-c{size}-o{overlap}")
+        s = replace_settings(base, chunk_size=size, chunk_overlap=overlap)
+        s = replace_settings(s, index_dir=args.work_dir / index_variant(s))
         snap, build_s, n_chunks = build_index(s, embedder)
         for label, fusion, w in METHODS:
             m = evaluate(snap, questions, qvecs, fusion, w)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics as M
-from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, load_dataset, load_faq_ci
+from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -171,7 +171,7 @@ def file_hash(path: Path) -> str:
 
 
 def _index_name(prefix: str, settings) -> str:
-    return f"{prefix}-{settings.embedder}-c{settings.chunk_size}-o{settings.chunk_overlap}"
+    return f"{prefix}-{index_variant(settings)}"
 
 
 def _demo_index_current(index_dir: Path, corpus: Path, settings=None) -> bool:
@@ -222,7 +222,7 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
 
     if cfg.dataset == "faq":
         # the same cache as eval/retrieval_benchmark.py
-        folder = RUNS_DIR / "faq-retrieval" / f"{settings.embedder}-c{settings.chunk_size}-o{settings.chunk_overlap}"
+        folder = RUNS_DIR / "faq-retrieval" / index_variant(settings)
         if not (folder / "CURRENT").exists():
             log(f"indexing the 179 FAQ pages into {folder} (≈ 875 chunks at chunk_size 600: long on 2 cores) …")
         build_index(settings.model_copy(update={"index_dir": folder}), embedder)

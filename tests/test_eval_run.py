@@ -278,6 +278,23 @@ def test_feedback_dataset(tmp_path):
     assert len(load_feedback(p, include_up=True)) == 3
 
 
+def test_feedback_dataset_asks_a_question_rated_twice_once(tmp_path):
+    p = tmp_path / "fb.jsonl"
+    p.write_text("\n".join(json.dumps(d) for d in [
+        {"id": 1, "answer_id": "x", "rating": "down", "comment": "fout bedrag", "question": "Wat kost het?"},
+        {"id": 2, "answer_id": "y", "rating": "down", "comment": "te vaag", "question": "wat  kost het?",
+         "expected": {"key_facts": ["5 euro"]}},
+        {"id": 3, "answer_id": "z", "rating": "down", "comment": "fout bedrag", "question": "Wat kost het?"},
+        {"id": 4, "answer_id": "v", "rating": "down", "question": "Wat kost het?",
+         "history": [{"role": "user", "content": "Over de pas."}]},  # another conversation: its own item
+    ]), encoding="utf-8")
+    items = load_feedback(p)
+    assert [i.id for i in items] == ["fb1", "fb4"]
+    assert items[0].notes == "fout bedrag | te vaag" and items[0].extra["ratings"] == 3
+    assert items[0].key_facts == ["5 euro"] and items[0].expect_refusal is False
+    assert items[1].history and items[1].expect_refusal is None
+
+
 def test_judge_parsing():
     v = parse_verdict("JUISTHEID: 5\nONDERBOUWING: 3\nTOELICHTING: klopt grotendeels.")
     assert v["correctness"] == 1.0 and v["groundedness"] == 0.5 and v["why"] == "klopt grotendeels."
@@ -393,3 +410,15 @@ def test_run_resumes_from_its_folder(tmp_path, settings, hash_embedder):
                    progress=False, log=lambda m: None)
     assert res["summary"]["n"] == 2 and len(llm.calls) == 2
     assert res["config"]["run"]["name"] == "x" and res["config"]["resumed_at"]
+
+
+def test_cached_index_names_tell_builds_apart():
+    from eval.datasets import index_variant
+    from rag.settings import Settings
+
+    base = Settings()
+    assert index_variant(base) == f"{base.embedder}-c{base.chunk_size}-o{base.chunk_overlap}"  # existing caches stay valid
+    names = {index_variant(base), index_variant(base.model_copy(update={"embedding_dim": 256})),
+             index_variant(base.model_copy(update={"chunk_size": 400})),
+             index_variant(base.model_copy(update={"chunk_overlap": 0}))}
+    assert len(names) == 4
