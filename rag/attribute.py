@@ -5,7 +5,7 @@ against the passages that were in its context:
 
 * a sentence is *supported* by a passage when most of its content words (Dutch-stemmed)
   occur in that passage and every number and name in it occurs there too (numbers compared
-  after normalising "1.000", "€ 105", "3,2");
+  after normalising "1.000", "€ 105", "3,2", and number words: "twaalf" is 12);
 * a marker the model wrote is kept when its passage supports the sentence; otherwise the
   best supporting passage replaces it; a sentence that no passage supports is dropped —
   it is never shown as sourced;
@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from .chunking import split_sentences
 from .lexical import tokenize
@@ -55,8 +56,56 @@ def normalise_number(raw: str) -> str:
     return s.lstrip("0") or "0"
 
 
-def numbers_in(text: str) -> set[str]:
-    return {normalise_number(n) for n in _NUMBER.findall(text)}
+# Cardinal number words, so that "tien gemeenten" is checked against "12 gemeenten" and
+# "twaalf" supports "12". Left out on purpose: "een/één/one" (the article), Dutch "ten"
+# ("ten minste"), and "acht" after "in" ("in acht nemen").
+_NUMBER_WORDS = {
+    "twee": "2", "drie": "3", "vier": "4", "vijf": "5", "zes": "6", "zeven": "7", "acht": "8", "negen": "9",
+    "tien": "10", "elf": "11", "twaalf": "12", "dertien": "13", "veertien": "14", "vijftien": "15",
+    "zestien": "16", "zeventien": "17", "achttien": "18", "negentien": "19", "twintig": "20",
+    "dertig": "30", "veertig": "40", "vijftig": "50", "zestig": "60", "zeventig": "70", "tachtig": "80",
+    "negentig": "90", "honderd": "100", "duizend": "1000",
+    "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+    "eleven": "11", "twelve": "12",
+}
+_NUMBER_WORD = re.compile(r"(?<![\w-])(in\s+)?(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")(?![\w-])",
+                          re.IGNORECASE)
+
+
+_SCALE = {"duizend": 10**3, "thousand": 10**3, "miljoen": 10**6, "mln": 10**6, "million": 10**6,
+          "miljard": 10**9, "mld": 10**9, "billion": 10**9}
+_SCALED = re.compile(r"\s*(" + "|".join(_SCALE) + r")\b\.?", re.IGNORECASE)
+
+
+def _scaled(value: str, scale: str) -> str:
+    n = Decimal(value) * _SCALE[scale.lower()]
+    return str(n.to_integral_value()) if n == n.to_integral_value() else normalise_number(f"{n:f}")
+
+
+def numbers_in(text: str, claimed: bool = False) -> set[str]:
+    """The numbers in ``text``, normalised: digits ("1.000" -> "1000"), number words
+    ("twaalf" -> "12") and scaled amounts ("€ 2,5 miljoen" -> "2500000").
+
+    ``claimed=True`` is for an answer sentence: a scaled amount counts only as its full value,
+    so "€ 100 miljoen" is not backed by a passage that has "100" and "miljoen" apart. A passage
+    (the default) offers both, so "€ 100 miljoen" there still backs a sentence saying "100".
+    """
+    found = [(m.start(2), m.end(), _NUMBER_WORDS[m.group(2).lower()]) for m in _NUMBER_WORD.finditer(text)
+             if not (m.group(1) and m.group(2).lower() == "acht")]  # "in acht nemen": not a number
+    found += [(m.start(), m.end(), normalise_number(m.group())) for m in _NUMBER.finditer(text)]
+    out: set[str] = set()
+    scale_end = -1  # "10 duizend": "duizend" is the scale here, not a number of its own
+    for start, end, value in sorted(found):
+        if start < scale_end:
+            continue
+        scale = _SCALED.match(text, end)
+        if scale:
+            scale_end = scale.end()
+            out.add(_scaled(value, scale.group(1)))
+            if claimed:
+                continue
+        out.add(value)
+    return out
 
 
 def names_in(text: str) -> set[str]:
@@ -110,14 +159,16 @@ def support(sentence: str, marker: int, idx: _PassageIndex) -> tuple[float, str]
     """Support of ``sentence`` by passage ``marker`` in [0, 1], and a reason when it fails.
 
     The share of the sentence's content words (Dutch stems, stop words left out) found in
-    the passage; 0 when a number or a name in the sentence is not in the passage. Words
-    from the question do not count as support on their own: a sentence that only repeats
-    the question (or an instruction in it) is not backed by a document.
+    the passage; 0 when a number or a name in the sentence is not in the passage, and 0 for
+    a question: a sentence ending in "?" claims nothing (the small model sometimes answers
+    by repeating the question, which a passage titled with that question would "support").
     """
     toks = set(tokenize(sentence))
     if not toks:
         return 0.0, "no content words"
-    missing_numbers = numbers_in(sentence) - idx.numbers[marker]
+    if sentence.rstrip().endswith("?"):
+        return 0.0, "a question, not a statement"
+    missing_numbers = numbers_in(sentence, claimed=True) - idx.numbers[marker]
     if missing_numbers:
         return 0.0, f"numbers not in the passage: {', '.join(sorted(missing_numbers))}"
     missing_names = {n for n in names_in(sentence) if n not in idx.lower[marker]}

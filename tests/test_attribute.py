@@ -50,6 +50,38 @@ def test_wrong_number_drops_the_sentence():
     assert "600" in at.dropped[0].reason
 
 
+def test_number_words_count_as_numbers():
+    assert numbers_in("twaalf gemeenten, drie locaties en achttien jaar") == {"12", "3", "18"}
+    assert numbers_in("Eight themes") == {"8"}
+    # not numbers: the article, "ten minste", "in acht nemen"
+    assert numbers_in("een huis, ten minste één keer, dat wordt in acht genomen") == set()
+    p = [Passage(1, "De RIGG koopt de jeugdhulp in voor de 12 Groninger gemeenten.", "Begroting 2020")]
+    wrong = attribute("De RIGG koopt de jeugdhulp in voor de tien Groninger gemeenten [1].", p)
+    assert not wrong.supported and "10" in wrong.dropped[0].reason
+    right = attribute("De RIGG koopt de jeugdhulp in voor twaalf Groninger gemeenten [1].", p)
+    assert right.cited_markers == [1] and not right.dropped
+
+
+def test_scaled_amounts_must_match_as_a_whole():
+    assert numbers_in("€ 2,5 miljoen en 10 duizend woningen") == {"2500000", "2.5", "10000", "10"}
+    assert numbers_in("€ 2,5 miljoen en 10 duizend woningen", claimed=True) == {"2500000", "10000"}
+    p = [Passage(1, "Er komen 100 woningen bij. Het fonds is in totaal een miljoen euro groot.", "Raadsbrief")]
+    invented = attribute("Er komt € 100 miljoen voor de woningen [1].", p)
+    assert not invented.supported and "100000000" in invented.dropped[0].reason
+    q = [Passage(1, "Het college trekt € 1,5 miljard uit.", "Begroting")]
+    assert attribute("Het college trekt € 1.500 miljoen uit [1].", q).cited_markers == [1]
+    assert attribute("Het college trekt € 1.500.000.000 uit [1].", q).cited_markers == [1]
+
+
+def test_a_question_in_the_answer_is_not_a_claim():
+    p = [Passage(1, "Leg uw wensen vast in een testament en regel uw uitvaart.",
+                 "Eigen overlijden: wat moet ik regelen voordat ik overlijd?")]
+    echo = attribute("Eigen overlijden: wat moet ik regelen voordat ik overlijd [1]?", p)
+    assert not echo.supported and echo.dropped[0].reason == "a question, not a statement"
+    mixed = attribute("Leg uw wensen vast in een testament [1]. Wilt u uw uitvaart regelen?", p)
+    assert mixed.text == "Leg uw wensen vast in een testament [1]." and len(mixed.dropped) == 1
+
+
 def test_invented_name_drops_only_that_sentence():
     at = attribute("De nachtopvang aan de Hereweg krijgt 60 extra plekken [2]. De wethouder van zorg is Pietersen [2].", P)
     assert at.cited_markers == [2]
