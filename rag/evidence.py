@@ -35,7 +35,20 @@ _EXPECTS_NUMBER = re.compile(
     r"tot welke leeftijd|how (much|many|long|old))\b",
     re.IGNORECASE,
 )
-_EXPECTS_DATE = re.compile(r"\b(wanneer|sinds wanneer|op welke datum|in welk jaar|in welke maand|when)\b", re.IGNORECASE)
+_EXPECTS_DATE = re.compile(
+    r"\b((sinds|vanaf|tot|per) wanneer|op welke datum|in welk jaar|in welke maand|since when|on what date|in what year)\b",
+    re.IGNORECASE,
+)
+# A plain "wanneer"/"when" asks for a moment in a council question ("Wanneer is de opvang
+# opengegaan?") but for a condition in a citizen's one ("Wanneer moet ik een vergunning
+# aanvragen?", "Wanneer wordt mijn paspoort ongeldig?"): with a person or a condition word
+# in the question, no date is required of the answer.
+_WHEN = re.compile(r"\b(wanneer|when)\b", re.IGNORECASE)
+_CONDITION = re.compile(
+    r"\b(ik|u|je|jij|we|wij|men|mijn|uw|jouw|ons|onze|i|you|my|your|"
+    r"nodig|verplicht|geldt|gelden|recht|aanmerking|needed|required|eligible|apply)\b",
+    re.IGNORECASE,
+)
 _EXPECTS_AMOUNT = re.compile(
     r"\b(hoeveel|hoe ?veel|how much)\b(\s+[\w-]+){0,3}?\s+(geld|budget|euro|eigen bijdrage|kost\w*|money|cost\w*)\b|"
     r"\b(wat|hoeveel) (kost|kosten|bedraagt|bedragen)\b|"
@@ -114,7 +127,7 @@ def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3
 
 def expected_kind(question: str) -> str | None:
     """'date', 'amount' (of money) or 'number' when the question asks for one, else None."""
-    if _EXPECTS_DATE.search(question):
+    if _EXPECTS_DATE.search(question) or (_WHEN.search(question) and not _CONDITION.search(question)):
         return "date"
     if _EXPECTS_AMOUNT.search(question):
         return "amount"

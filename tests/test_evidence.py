@@ -73,6 +73,19 @@ def test_expected_kind_from_dutch_and_english_question_words():
     assert expected_kind("Wat is het Overweeghuis?") is None
 
 
+def test_when_asks_for_a_date_unless_it_asks_for_a_condition():
+    for q in ("Wanneer is de nieuwe asielopvang aan de Eemsgolaan opengegaan?",
+              "Wanneer lopen de huidige overeenkomsten voor Wmo-begeleiding af?",
+              "Tot wanneer loopt de pilot?", "When did the council adopt the motion?"):
+        assert expected_kind(q) == "date", q
+    for q in ("Wanneer moet ik toeristenbelasting betalen?", "Wanneer wordt mijn paspoort ongeldig?",
+              "Wanneer heb ik een Verklaring bezit Nederlanderschap nodig?",
+              "Wanneer kom ik in aanmerking voor kwijtschelding?", "Wanneer geldt de Omgevingswet?",
+              "When do I need a permit?"):
+        assert expected_kind(q) is None, q
+    assert expected_kind("Sinds wanneer mag ik het Fries gebruiken?") == "date"  # explicit: always a date
+
+
 def test_answers_kind():
     assert answers_kind("Er zijn 60 plekken.", "number")
     assert answers_kind("Er zijn twee leveranciers.", "number")
