@@ -101,8 +101,7 @@ class LlamaCppBackend(ChatMixin):
             n_ctx=settings.llm_context,
             n_threads=settings.llm_threads,
             n_batch=settings.llm_batch,
-            # not a settings field (yet); forward-compatible
-            ram_cache_bytes=int(getattr(settings, "llm_ram_cache_mb", 0) or 0) << 20,
+            ram_cache_bytes=int(settings.llm_ram_cache_mb) << 20,
         )
 
     # ---------------------------------------------------------------- generation
