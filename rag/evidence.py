@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .attribute import Passage
 from .chunking import split_sentences
@@ -148,15 +148,30 @@ def answers_kind(text: str, kind: str | None) -> bool:
 
 
 def best_quote(
-    question: str, evidence: Sequence[Evidence], min_coverage: float, kind: str | None = None
+    question: str,
+    evidence: Sequence[Evidence],
+    min_coverage: float,
+    kind: str | None = None,
+    passages: Sequence[Passage] = (),
 ) -> Evidence | None:
     """The sentence to quote when the model's own answer is not usable: the best-covering
-    sentence that holds the kind of answer asked for, if it covers enough of the question."""
+    sentence that holds the kind of answer asked for, if it covers enough of the question.
+
+    A question is no answer: a rhetorical one ("Bent u het niet eens met de aanslag?") is
+    quoted together with the sentence after it in its passage ("Dan kunt u bezwaar maken."),
+    and skipped when ``passages`` has no such sentence."""
+    sentences = {p.marker: split_sentences(p.text) for p in passages}
     for e in evidence:
         if e.coverage < min_coverage:
             return None
-        if answers_kind(e.text, kind) and len(e.text) >= 20:
-            return e
+        text = e.text
+        if text.rstrip().endswith("?"):
+            following = sentences.get(e.marker, [])[e.position + 1 : e.position + 2]
+            if not following or following[0].rstrip().endswith("?"):
+                continue
+            text = f"{text.rstrip()} {following[0]}"
+        if answers_kind(text, kind) and len(text) >= 20:
+            return replace(e, text=text)
     return None
 
 

@@ -355,7 +355,7 @@ class Pipeline:
             return None
         kind = kind or expected_kind(primary_question(ctx.question))
         evidence = rank_evidence(ctx.question, ctx.passages, self.idf())
-        best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind)
+        best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind, ctx.passages)
         if best is None:
             return None
         text = best.text.rstrip()

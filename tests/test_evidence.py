@@ -106,6 +106,23 @@ def test_best_quote_needs_coverage_and_the_asked_kind():
     assert best_quote(q2, rank_evidence(q2, [P1, P2]), min_coverage=0.5) is None
 
 
+def test_a_rhetorical_question_is_quoted_with_the_sentence_after_it():
+    faq = Passage(1, "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij "
+                     "uw gemeente. Dat doet u binnen 6 weken.", "Bezwaar tegen de belastingaanslag")
+    q = "Kan ik bezwaar maken tegen de gemeentelijke belastingaanslag?"
+    ev = rank_evidence(q, [faq])
+    assert ev[0].text.endswith("?")  # the best-covering sentence is the rhetorical question
+    quote = best_quote(q, ev, min_coverage=0.3, passages=[faq])
+    assert quote is not None
+    assert quote.text == "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij uw gemeente."
+    # without its passage the question cannot be completed, so it is not quoted alone
+    alone = best_quote(q, ev, min_coverage=0.3)
+    assert alone is None or not alone.text.endswith("?")
+    last = Passage(2, "Dan kunt u bezwaar maken. Bent u het niet eens met de belastingaanslag?", "Bezwaar")
+    got = best_quote(q, rank_evidence(q, [last]), min_coverage=0.3, passages=[last])
+    assert got is None or not got.text.endswith("?")
+
+
 def test_is_rewrite_rejects_echo_statement_and_essay():
     assert is_rewrite("Wanneer opent de nachtopvang aan de Hereweg?", "En wanneer gaat die open?")
     assert not is_rewrite("En wanneer gaat die open?", "En wanneer gaat die open?")
