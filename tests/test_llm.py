@@ -436,6 +436,20 @@ def _fake_llama_backend():
     return b
 
 
+def test_llama_cpp_ram_cache_comes_from_settings(monkeypatch, tmp_path):
+    import rag.models
+    from rag.llm.llama_cpp import LlamaCppBackend
+
+    got = {}
+    monkeypatch.setattr(rag.models, "resolve_llm", lambda settings: tmp_path / "m.gguf")
+    monkeypatch.setattr(LlamaCppBackend, "__init__", lambda self, path, **kw: got.update(kw))
+    LlamaCppBackend.from_settings(Settings(llm_ram_cache_mb=3))
+    assert got["ram_cache_bytes"] == 3 << 20
+    LlamaCppBackend.from_settings(Settings(llm_ram_cache_mb=0))
+    assert got["ram_cache_bytes"] == 0
+    assert Settings().llm_ram_cache_mb > 0  # on by default: follow-ups resume cached prompts
+
+
 def test_llama_cpp_close_releases_lock_and_stops():
     b = _fake_llama_backend()
     gen = b.stream_chat(USER_Q, GenerationParams(max_tokens=1000))

@@ -11,7 +11,9 @@
   states of earlier prompts): it turns a switch back to an earlier long prompt from a full
   prefill (~25 s for 900 tokens on 2 busy cores) into a state load (<1 s), but saves
   ~26 MiB of state after every answer (0.25-0.4 s, holding the model).  In RAG the
-  retrieved context changes with every question, so it is off by default.
+  retrieved context changes with every question, but a follow-up alternates two long
+  prompts (the rewrite prompt, then the answer prompt), so the setting
+  ``llm_ram_cache_mb`` turns it on by default (measured in rag/settings.py).
 * Closing the stream early stops decoding: llama.cpp decodes only when the next token is
   pulled, and the ``finally`` closes the llama-cpp-python generators and frees the lock.
   (The prefill of the prompt runs as one C call and cannot be interrupted halfway.)
