@@ -78,9 +78,10 @@ class Settings(BaseSettings):
     llm_batch: int = 512  # prompt-processing batch (llama_cpp n_batch)
     # llama_cpp: MiB of saved prompt states (LlamaRAMCache, ~26 MiB each); 0 = off. A
     # follow-up's rewrite call and its answer call each resume their own cached system prompt
-    # instead of a full re-prefill: follow-up time to first token p50 30.3 → 15.7 s (8 demo
-    # follow-ups); other questions pay time to first token +0.5 s and total +1.6 s (p50 of 8;
-    # the state is saved after each answer). On for a chat product; 0 where follow-ups are rare.
+    # instead of a full re-prefill: follow-up time to first token p50 30.3 → 15.4 s, total
+    # 32.9 → 18.4 s (8 demo follow-ups); other questions: time to first token +0.9 s, total
+    # +1.1 s (median of 8 paired; the state is saved after each answer). On for a chat
+    # product; 0 where follow-ups are rare.
     llm_ram_cache_mb: int = Field(512, ge=0)
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # openai backend
     llm_api_key: str = ""  # openai backend; empty = none

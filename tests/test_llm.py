@@ -652,6 +652,24 @@ def test_llama_cpp_real_model(real_llama):
     assert b.count_tokens(system["content"]) > 300
     assert n_prefill < 40, n_prefill
 
+    # RAM cache: alternating two long prompts (a follow-up's rewrite, then its answer) loads
+    # the saved state of the first instead of prefilling it again, and a state stays small
+    other = {"role": "system", "content": "Herschrijf de vervolgvraag tot een zelfstandige vraag. " * 30}
+    b.enable_ram_cache(256 << 20)
+    try:
+        first = b.chat([system, {"role": "user", "content": "Wat is een motie?"}], GenerationParams(max_tokens=8))
+        b.chat([other, {"role": "user", "content": "En die van vorig jaar?"}], GenerationParams(max_tokens=2))
+        llama_cpp.llama_perf_context_reset(b.llm.ctx)
+        again = b.chat([system, {"role": "user", "content": "Wat is een motie?"}], GenerationParams(max_tokens=8))
+        n_prefill = llama_cpp.llama_perf_context(b.llm.ctx).n_p_eval
+        assert n_prefill < 40, n_prefill
+        assert first.strip() and again.strip()
+        states = list(b.llm.cache.cache_state.values())
+        assert states and all(st.scores.nbytes < 4 << 20 for st in states)  # not the ~300 MB logits buffer
+    finally:
+        b.llm.set_cache(None)
+        del b.llm.save_state
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -10,7 +10,7 @@
   prompt is paid for once.  ``ram_cache_bytes > 0`` adds a ``LlamaRAMCache`` (saved
   states of earlier prompts): it turns a switch back to an earlier long prompt from a full
   prefill (~25 s for 900 tokens on 2 busy cores) into a state load (<1 s), but saves
-  ~26 MiB of state after every answer (0.25-0.4 s, holding the model).  In RAG the
+  ~26 MiB of state after every answer (``enable_ram_cache``).  In RAG the
   retrieved context changes with every question, but a follow-up alternates two long
   prompts (the rewrite prompt, then the answer prompt), so the setting
   ``llm_ram_cache_mb`` turns it on by default (measured in rag/settings.py).
@@ -91,7 +91,33 @@ class LlamaCppBackend(ChatMixin):
             raise LLMError(f"llama.cpp cannot load {self.model_path}: {exc}") from exc
         self.context_window = int(self.llm.n_ctx())
         if ram_cache_bytes > 0:
-            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=int(ram_cache_bytes)))
+            self.enable_ram_cache(ram_cache_bytes)
+
+    def enable_ram_cache(self, capacity_bytes: int) -> None:
+        """Keep saved prompt states (``LlamaRAMCache``) so a switch back to an earlier long
+        prompt is a state load instead of a prefill.
+
+        llama-cpp-python's ``save_state`` also copies its logits buffer (n_batch x vocabulary
+        floats: ~300 MB for Qwen2.5) into every state, which the cache does not count against
+        its capacity: 512 MB of states held ~6 GB, and each save took ~1 s. A restored state
+        is always decoded again before sampling (``load_state`` sets ``_requires_eval``), so
+        those logits are never read; the states here keep one row of them instead.
+        """
+        import llama_cpp
+
+        llm = self.llm
+        full_save = type(llm).save_state
+
+        def lean_save_state():
+            scores = llm.scores
+            llm.scores = scores[:1]  # save_state copies llm.scores[:n_tokens]
+            try:
+                return full_save(llm)
+            finally:
+                llm.scores = scores
+
+        llm.save_state = lean_save_state
+        llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=int(capacity_bytes)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> LlamaCppBackend:
