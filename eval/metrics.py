@@ -228,11 +228,14 @@ def faithfulness(answer: str, passages: dict[int, str], threshold: float = 0.6) 
     ``passages`` maps the marker numbers of the answer's citations to the cited passage text.
     A sentence is supported when any cited passage supports it. A citation is precise when it
     supports at least one of the sentences that cite it; a citation never cited in the text is
-    imprecise.
+    imprecise. A question without a marker is not a claim and is not counted (a quoted
+    passage may open with one: "Bent u het niet eens met de aanslag? Dan kunt u … [1].").
     """
     out = Faithfulness(citation_support={m: False for m in passages})
     for sent in split_answer_sentences(answer):
         cited = markers(sent)
+        if not cited and strip_markers(sent).endswith("?"):
+            continue
         results = []
         for m in cited:
             if m in passages:

@@ -145,6 +145,14 @@ def test_faithfulness_and_citation_precision():
     assert f.sentences[2].reason == "no citation marker"
 
 
+def test_faithfulness_skips_an_uncited_question_but_not_an_uncited_claim():
+    answer = "Hoeveel ontheemden vangt de gemeente op? De gemeente vangt circa 1.500 Oekraïense ontheemden op [1]."
+    f = M.faithfulness(answer, {1: P1})
+    assert [s.supported for s in f.sentences] == [True] and f.faithfulness == 1.0
+    f = M.faithfulness("Dat is heel veel. De gemeente vangt circa 1.500 Oekraïense ontheemden op [1].", {1: P1})
+    assert f.faithfulness == 0.5
+
+
 def test_faithfulness_any_cited_passage_suffices():
     f = M.faithfulness("Er is een winteropvang aan de Sontweg [1][2].", {1: P1, 2: P2})
     assert f.faithfulness == 1.0
