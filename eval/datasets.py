@@ -191,9 +191,7 @@ def load_feedback(path: Path, include_up: bool = False) -> list[EvalItem]:
         if not d.get("question"):
             continue
         exp = d.get("expected") or {}
-        expect_refusal = exp.get("expect_refusal")
-        if expect_refusal is None and (exp.get("key_facts") or exp.get("source_doc")):
-            expect_refusal = False
+        expect_refusal = _expect_refusal(exp)
         history = list(d.get("history") or [])
         key = json.dumps([" ".join(d["question"].split()).casefold(), history], ensure_ascii=False, sort_keys=True)
         if key in seen:
@@ -240,10 +238,14 @@ def _merge_feedback(item: EvalItem, d: dict) -> None:
     if not item.reference_answer and exp.get("reference_answer"):
         item.reference_answer = exp["reference_answer"]
     if item.expect_refusal is None:
-        if exp.get("expect_refusal") is not None:
-            item.expect_refusal = exp["expect_refusal"]
-        elif exp.get("key_facts") or exp.get("source_doc"):
-            item.expect_refusal = False
+        item.expect_refusal = _expect_refusal(exp)
+
+
+def _expect_refusal(exp: dict) -> bool | None:
+    """A reviewer's expectation: stated, or 'answerable' when they gave facts or a source."""
+    if exp.get("expect_refusal") is not None:
+        return bool(exp["expect_refusal"])
+    return False if exp.get("key_facts") or exp.get("source_doc") else None
 
 
 def index_variant(settings) -> str:
