@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=20, help="answerable gold questions to time")
     ap.add_argument("--out", type=Path, default=REPORTS / "latency-benchmark")
+    ap.add_argument("--worker", choices=["inline", "process"], default="inline",
+                    help="where the LLM runs (settings.llm_worker); the raw llama.cpp comparison needs inline")
     args = ap.parse_args(argv)
 
     from rag.embed import load_embedder
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("the latency benchmark compares against raw llama.cpp: use llm_backend=llama_cpp")
     embedder = load_embedder(settings)
     index_dir = ensure_index(RunConfig(dataset="demo"), settings, embedder)
-    settings = settings.model_copy(update={"index_dir": index_dir})
+    settings = settings.model_copy(update={"index_dir": index_dir, "llm_worker": args.worker})
+    raw = args.worker == "inline"  # the raw llama.cpp figures need the model in this process
     llm = RecordingLLM(load_llm(settings))
     pipeline = Pipeline(settings, Retriever(settings, embedder), llm)
     items = [i for i in load_demo() if i.type == "answerable"][: args.limit]
@@ -146,17 +149,18 @@ def main(argv: list[str] | None = None) -> int:
             "context_tokens": llm.count_tokens(llm.last_messages[-1]["content"]) if llm.last_messages else 0,
             "pipeline_tokens_per_s": t.tokens_per_s,
         }
-        if t.completion_tokens and t.completion_tokens > 2:
+        if raw and t.completion_tokens and t.completion_tokens > 2:
             raw = raw_decode(llm.inner.llm, llm.last_messages, t.completion_tokens)
             row["raw_tokens_per_s"] = raw["tokens_per_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    prefill = prefill_speed(llm.inner, llm.last_messages) if llm.last_messages else {}
+    prefill = prefill_speed(llm.inner, llm.last_messages) if raw and llm.last_messages else {}
     pairs = [(r["pipeline_tokens_per_s"], r["raw_tokens_per_s"]) for r in rows if r.get("raw_tokens_per_s")]
     summary = {
         "questions": len(rows),
         "threads": getattr(llm.inner, "n_threads", None),
+        "worker": args.worker,
         "focus_sentences": settings.focus_sentences,
         "first_token_ms": {"p50": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.5),
                            "p95": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.95)},

@@ -63,8 +63,12 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 
 @models_app.command("verify")
-def models_verify(names: Annotated[Optional[list[str]], typer.Argument()] = None) -> None:
-    """Re-hash the installed model files against their published sha256."""
+def models_verify(
+    names: Annotated[Optional[list[str]], typer.Argument()] = None,
+    smoke: Annotated[bool, typer.Option("--smoke/--no-smoke", help="Also run the LLM smoke test.")] = True,
+) -> None:
+    """Re-hash the installed model files against their published sha256, then prove that the
+    LLM runs on this CPU (the smoke test of `models smoke`)."""
     from .models import ModelError, list_models, verify_model
 
     s = _settings()
@@ -74,6 +78,33 @@ def models_verify(names: Annotated[Optional[list[str]], typer.Argument()] = None
             typer.echo(f"ok  {name}")
         except ModelError as exc:
             _fail(f"FAILED {name}: {exc}")
+    if smoke:
+        models_smoke()
+
+
+@models_app.command("smoke")
+def models_smoke(
+    timeout: Annotated[float, typer.Option(help="Seconds the child process may take.")] = 300.0,
+) -> None:
+    """Load the configured LLM in a child process and generate a few tokens: a crash of the
+    native code (e.g. an instruction this CPU cannot run) stops here with a clear message,
+    not at the first user question. Checks the llama_cpp backend; others are skipped."""
+    from .llm.base import _normalise
+    from .llm.smoke import smoke_test
+    from .models import ModelError, resolve_llm
+
+    s = _settings()
+    if _normalise(s.llm_backend) != "llama_cpp":
+        typer.echo(f"skip LLM smoke test: llm_backend={s.llm_backend} (runs no native code here)")
+        return
+    try:
+        path = resolve_llm(s)
+    except ModelError as exc:
+        _fail(f"FAILED LLM smoke test: {exc}")
+    result = smoke_test(path, timeout=timeout, threads=s.llm_threads)
+    if not result.ok:
+        _fail("FAILED " + result.message())
+    typer.echo(f"ok  {result.message()}")
 
 
 # --------------------------------------------------------------------------- index
@@ -304,6 +335,14 @@ def _load_pipeline(index_dir):
         _fail(str(exc))
 
 
+def batch_record(qid, answer) -> dict:
+    """One line of ``ask --questions``: the caller's ``id`` first (so the output joins to the
+    input), the answer's own id (for feedback) as ``answer_id``, then the answer's fields."""
+    fields = answer.model_dump()
+    answer_id = fields.pop("id")
+    return {"id": qid, "answer_id": answer_id, **fields}
+
+
 @app.command()
 def ask(
     question: Annotated[Optional[str], typer.Argument(help="De vraag.")] = None,
@@ -324,7 +363,7 @@ def ask(
         for qid, q, record in _read_jsonl(questions):
             history = [Turn(**t) for t in record.get("history") or []]
             answer = pipeline.ask(q, history=history, filters=filters, top_k=top_k)
-            typer.echo(json.dumps({"id": qid, **answer.model_dump()}, ensure_ascii=False))
+            typer.echo(json.dumps(batch_record(qid, answer), ensure_ascii=False))
         return
     if as_json:
         typer.echo(pipeline.ask(question, filters=filters, top_k=top_k).model_dump_json(indent=2))

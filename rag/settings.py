@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # +1.1 s (median of 8 paired; the state is saved after each answer). On for a chat
     # product; 0 where follow-ups are rare.
     llm_ram_cache_mb: int = Field(512, ge=0)
+    # Where the backend runs (rag/llm/worker.py): "process" = a worker process, so a crash of
+    # native code (llama.cpp) is a 503 and a log line, not a dead API; "inline" = in this
+    # process; "auto" = a worker for llama_cpp, inline for the others (openai is only HTTP).
+    llm_worker: str = Field("auto", pattern="^(auto|process|inline)$")
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # openai backend
     llm_api_key: str = ""  # openai backend; empty = none
     llm_model_name: str = ""  # openai backend: model name sent to the server ("" = first served)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BUILTIN_BACKENDS",
     "ENTRY_POINT_GROUP",
+    "NATIVE_BACKENDS",
     "BackendLoadError",
     "ContextLengthError",
     "GenerationParams",
@@ -54,6 +55,7 @@ __all__ = [
     "StopMatcher",
     "UnknownBackendError",
     "available_backends",
+    "backend_target",
     "complete",
     "get_backend_factory",
     "load_llm",
@@ -305,13 +307,57 @@ def get_backend_factory(name: str) -> Factory:
     return factory
 
 
+# Backends that run native code in the caller's process: ``llm_worker="auto"`` runs them in
+# a worker process (rag/llm/worker.py), where a crash becomes an error instead of a dead API.
+NATIVE_BACKENDS = frozenset({"llama_cpp"})
+
+
+def backend_target(name: str) -> str | None:
+    """The factory of backend ``name`` as an import string (``"module:attr"``), which a
+    fresh interpreter can load; None for a factory registered as an object."""
+    key = _normalise(name)
+    with _registry_lock:
+        factory = _registered.get(key)
+    if factory is not None:
+        return factory if isinstance(factory, str) else None
+    if key in BUILTIN_BACKENDS:
+        return BUILTIN_BACKENDS[key]
+    ep = _entry_points().get(key)
+    return ep.value if ep is not None else None
+
+
+def _worker_target(settings: Settings) -> str | None:
+    """The import string to run in a worker process, or None to build the backend inline."""
+    mode = getattr(settings, "llm_worker", "inline")
+    if mode == "inline":
+        return None
+    target = backend_target(settings.llm_backend)
+    if mode == "process":
+        if target is None:
+            raise BackendLoadError(
+                f"LLM backend {settings.llm_backend!r} was registered as an object and cannot run in a worker "
+                "process (llm_worker=process): register it as a 'module:attribute' string"
+            )
+        return target
+    key = _normalise(settings.llm_backend)
+    if key in NATIVE_BACKENDS and target == BUILTIN_BACKENDS.get(key):
+        return target
+    return None
+
+
 def load_llm(settings: Settings | None = None) -> LLMBackend:
-    """Build the backend named by ``settings.llm_backend`` from the settings."""
+    """Build the backend named by ``settings.llm_backend`` from the settings (in a worker
+    process when ``settings.llm_worker`` says so: see rag/llm/worker.py)."""
     if settings is None:
         from rag.settings import get_settings
 
         settings = get_settings()
     factory = get_backend_factory(settings.llm_backend)
+    target = _worker_target(settings)
+    if target is not None:
+        from .worker import ProcessLLM
+
+        return ProcessLLM(target, settings.model_copy(update={"llm_worker": "inline"}))
     build: Callable[[Any], Any] = getattr(factory, "from_settings", None) or factory
     if not callable(build):
         raise BackendLoadError(f"LLM backend {settings.llm_backend!r}: {factory!r} is not a factory")

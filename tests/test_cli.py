@@ -1,0 +1,76 @@
+"""The library CLI's batch modes: every output line joins back to its input line by the
+caller's ``id``. A scripted LLM and the hash embedder stand in for the models (the output
+format is under test here; tests/test_integration.py runs the real models)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rag import cli
+from rag.indexing import ingest_paths
+from rag.pipeline import Pipeline
+from rag.retrieve import Retriever
+from tests.conftest import ScriptedLLM
+
+DOCS = {
+    "raadsbrief-2022-opvang.md": "# Opvang\n\n## Nachtopvang\n\nDe nachtopvang aan de Hereweg krijgt 60 extra plekken.\n",
+    "begroting-2023-zorg.md": "# Zorg\n\n## Mantelzorg\n\nVoor mantelzorgondersteuning is in 2023 € 1.200.000 beschikbaar.\n",
+}
+
+QUESTIONS = [
+    {"id": "q-opvang", "question": "Hoeveel extra plekken krijgt de nachtopvang?"},
+    {"id": 17, "question": "Hoeveel geld is er voor mantelzorgondersteuning?"},
+    {"question": "Wat krijgt de nachtopvang aan de Hereweg?"},  # no id: the line number
+]
+
+
+@pytest.fixture
+def indexed(tmp_path, settings, hash_embedder, monkeypatch):
+    d = tmp_path / "docs"
+    d.mkdir()
+    for name, text in DOCS.items():
+        (d / name).write_text(text, encoding="utf-8")
+    ingest_paths([d], settings, hash_embedder)
+    settings.refusal_min_score = 0.05
+    monkeypatch.setattr(cli, "_settings", lambda index_dir=None: settings)
+    monkeypatch.setattr("rag.embed.load_embedder", lambda s: hash_embedder)
+    return settings
+
+
+def _lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_ask_questions_keeps_the_callers_id(indexed, hash_embedder, monkeypatch):
+    llm = ScriptedLLM("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    monkeypatch.setattr(cli, "_load_pipeline", lambda d: Pipeline(indexed, Retriever(indexed, hash_embedder), llm))
+    stdin = "\n".join(json.dumps(q) for q in QUESTIONS) + "\n"
+    result = CliRunner().invoke(cli.app, ["ask", "--questions", "-", "--json"], input=stdin)
+    assert result.exit_code == 0, result.output
+    rows = _lines(result.output)
+    assert [r["id"] for r in rows] == ["q-opvang", 17, 3]
+    assert [r["question"] for r in rows] == [q["question"] for q in QUESTIONS]
+    # the answer's own id is kept beside it, distinct per answer, for feedback
+    ids = [r["answer_id"] for r in rows]
+    assert len(set(ids)) == 3 and all(isinstance(i, str) and len(i) == 32 for i in ids)
+    assert rows[0]["answer"] and "citations" in rows[0] and "timings" in rows[0]
+
+
+def test_batch_record_puts_the_callers_id_over_the_answers():
+    from rag.schema import Answer, ModelInfo
+
+    a = Answer(answer="x", model=ModelInfo(llm="l", embedder="e"))
+    rec = cli.batch_record("q1", a)
+    assert rec["id"] == "q1" and rec["answer_id"] == a.id and list(rec)[:2] == ["id", "answer_id"]
+
+
+def test_search_queries_keeps_the_callers_id(indexed):
+    stdin = "\n".join(json.dumps(q) for q in QUESTIONS) + "\n"
+    result = CliRunner().invoke(cli.app, ["search", "--queries", "-", "--json"], input=stdin)
+    assert result.exit_code == 0, result.output
+    rows = _lines(result.output)
+    assert [r["id"] for r in rows] == ["q-opvang", 17, 3]
+    assert rows[0]["results"] and rows[0]["results"][0]["doc_id"] == "docs/raadsbrief-2022-opvang"
