@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeat):
         for name, target in builds.items():
             r = smoke_test(model, prefill=args.prefill, decode=args.decode, threads=args.threads,
-                           pythonpath=[str(target)], timeout=900)
+                           pythonpath=[str(target)], timeout=900, variant="portable")
             if not r.ok:
                 print(f"{name}: {r.message()}", file=sys.stderr)
                 return 1

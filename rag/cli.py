@@ -101,7 +101,10 @@ def models_smoke(
         path = resolve_llm(s)
     except ModelError as exc:
         _fail(f"FAILED LLM smoke test: {exc}")
-    result = smoke_test(path, timeout=timeout, threads=s.llm_threads)
+    try:
+        result = smoke_test(path, timeout=timeout, threads=s.llm_threads, variant=s.llm_cpu_variant)
+    except ValueError as exc:  # a variant that cannot run here
+        _fail(f"FAILED LLM smoke test: {exc}")
     if not result.ok:
         _fail("FAILED " + result.message())
     typer.echo(f"ok  {result.message()}")

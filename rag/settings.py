@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # native code (llama.cpp) is a 503 and a log line, not a dead API; "inline" = in this
     # process; "auto" = a worker for llama_cpp, inline for the others (openai is only HTTP).
     llm_worker: str = Field("auto", pattern="^(auto|process|inline)$")
+    # llama_cpp: which llama.cpp build runs (rag/llm/variants.py): "auto" = the fastest
+    # installed one this CPU runs (avx512 where the CPU has AVX-512 + VNNI), "portable" =
+    # the AVX2 build, or a variant's name
+    llm_cpu_variant: str = Field("auto", pattern="^(auto|portable|avx512)$")
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # openai backend
     llm_api_key: str = ""  # openai backend; empty = none
     llm_model_name: str = ""  # openai backend: model name sent to the server ("" = first served)

@@ -62,6 +62,50 @@ def test_the_installed_llama_cpp_runs_on_this_cpu():
     assert not bad, f"CPU vector flags: {' '.join(vector_flags(flags))}\n" + "\n".join(bad)
 
 
+@needs_binutils
+def test_the_installed_variants_hold_no_amx_and_the_chosen_one_runs_here():
+    from rag.llm.variants import VARIANTS, choose_variant, variants_dir
+
+    installed = [n for n in VARIANTS if (variants_dir() / n / "llama_cpp").is_dir()]
+    if not installed:
+        pytest.skip("no llama.cpp build variant is installed (scripts/setup.sh installs them on x86-64)")
+    flags, chosen = cpu_flags(), choose_variant("auto")
+    for name in installed:
+        lib = next((variants_dir() / name / "llama_cpp" / "lib").glob("libggml-cpu*.so*"))
+        scan = scan_library(lib, flags)
+        assert not scan.amx, scan.describe()
+        if name == chosen:  # what this CPU will run: nothing it lacks
+            assert scan.ok, scan.describe()
+        if name == "avx512":
+            assert "avx512f" in scan.uses
+
+
+def _fake_variant(root: Path, name: str) -> None:
+    (root / name / "llama_cpp").mkdir(parents=True)
+    (root / name / "llama_cpp" / "__init__.py").write_text("")
+
+
+def test_choose_variant_by_cpu_flags(tmp_path):
+    from rag.llm.variants import choose_variant
+
+    v3 = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2"}
+    v4 = v3 | {"avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw", "avx512_vnni"}
+    assert choose_variant("auto", v4, tmp_path) is None  # nothing installed: the portable build
+    _fake_variant(tmp_path, "avx512")
+    assert choose_variant("auto", v4, tmp_path) == "avx512"
+    assert choose_variant("auto", v4 | {"amx_tile", "amx_int8"}, tmp_path) == "avx512"
+    assert choose_variant("auto", v3, tmp_path) is None
+    assert choose_variant("auto", v4 - {"avx512_vnni"}, tmp_path) is None  # Skylake-X: no VNNI
+    assert choose_variant("portable", v4, tmp_path) is None
+    assert choose_variant("avx512", v4, tmp_path) == "avx512"
+    with pytest.raises(ValueError, match="lacks avx512_vnni"):
+        choose_variant("avx512", v4 - {"avx512_vnni"}, tmp_path)
+    with pytest.raises(ValueError, match="unknown llama.cpp build"):
+        choose_variant("amx", v4, tmp_path)
+    with pytest.raises(ValueError, match="not installed"):
+        choose_variant("avx512", v4, tmp_path / "elsewhere")
+
+
 def test_cpu_flags_parses_cpuinfo():
     text = "processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 avx512f amx_tile\n"
     assert cpu_flags(text) == {"fpu", "sse4_2", "avx", "avx2", "avx512f", "amx_tile"}
@@ -127,7 +171,9 @@ def test_setup_builds_portably_and_keys_the_wheelhouse_by_its_flags():
     root = Path(__file__).resolve().parent.parent
     setup = (root / "scripts" / "setup.sh").read_text()
     docker = (root / "deploy" / "Dockerfile").read_text()
-    flags = "-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-    assert flags in setup and flags in docker
-    assert 'wheels="${VRAAGBAAK_WHEELHOUSE:-$HOME/.cache/vraagbaak/wheels}/llama-$llama_key"' in setup
-    assert "--force-reinstall" in setup and "models smoke" in setup
+    no_amx = "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF"
+    assert f'LLAMA_NO_AMX="{no_amx}"' in setup and 'LLAMA_PORTABLE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF $LLAMA_NO_AMX"' in setup
+    assert f"-DGGML_NATIVE=OFF -DGGML_AVX512=OFF {no_amx}" in docker
+    assert 'dir="$WHEELHOUSE/llama-$key"' in setup
+    assert "--force-reinstall" in setup and "models smoke" in setup and "--no-cache-dir" in setup
+    assert '-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON $LLAMA_NO_AMX' in setup

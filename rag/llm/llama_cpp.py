@@ -62,8 +62,16 @@ class LlamaCppBackend(ChatMixin):
         seed: int = 0,
         ram_cache_bytes: int = 0,
         lock_timeout: float | None = None,
+        cpu_variant: str = "auto",
         **llama_kwargs: Any,
     ) -> None:
+        from .variants import use_llama_variant
+
+        try:
+            # the fastest installed build this CPU runs (rag/llm/variants.py), before the import
+            self.build = use_llama_variant(cpu_variant)
+        except ValueError as exc:
+            raise LLMError(str(exc)) from exc
         try:
             import llama_cpp
         except ImportError as exc:
@@ -130,6 +138,7 @@ class LlamaCppBackend(ChatMixin):
             n_threads=settings.llm_threads,
             n_batch=settings.llm_batch,
             ram_cache_bytes=int(settings.llm_ram_cache_mb) << 20,
+            cpu_variant=settings.llm_cpu_variant,
         )
 
     # ---------------------------------------------------------------- generation

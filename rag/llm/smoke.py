@@ -94,9 +94,15 @@ def llama_libraries() -> list[Path]:
 BUILD_INFO = "vraagbaak-build.txt"  # written next to the libraries by scripts/setup.sh
 
 
-def build_info() -> str:
-    """How the installed llama.cpp was built (flags recorded by scripts/setup.sh), or ''."""
-    pkg = llama_package_dir()
+def build_info(variant: str | None = None) -> str:
+    """How the installed llama.cpp (or its build ``variant``, rag/llm/variants.py) was built:
+    the flags recorded by scripts/setup.sh, or ''."""
+    if variant and variant != "portable":
+        from .variants import variants_dir
+
+        pkg: Path | None = variants_dir() / variant / "llama_cpp"
+    else:
+        pkg = llama_package_dir()
     if pkg is None:
         return ""
     p = pkg / "lib" / BUILD_INFO
@@ -203,6 +209,7 @@ class SmokeResult:
     detail: dict = field(default_factory=dict)  # the child's JSON: tokens/s, text
     output: str = ""  # the child's stderr/stdout tail on failure
     timed_out: bool = False
+    build: str = "portable"  # the llama.cpp build the child ran (rag/llm/variants.py)
 
     @property
     def signal_name(self) -> str | None:
@@ -217,7 +224,7 @@ class SmokeResult:
         """One paragraph for a person: what ran, what happened, what to do."""
         if self.ok:
             d = self.detail
-            return (f"llama.cpp runs on this CPU: {d.get('decode_tokens', 0)} tokens generated "
+            return (f"llama.cpp ({self.build} build) runs on this CPU: {d.get('decode_tokens', 0)} tokens generated "
                     f"(prefill {d.get('prefill_tokens_per_s', 0):.0f} tokens/s, "
                     f"decode {d.get('decode_tokens_per_s', 0):.1f} tokens/s, {self.seconds:.1f} s in all)")
         if self.timed_out:
@@ -231,12 +238,15 @@ class SmokeResult:
         lines = [
             f"The LLM smoke test {what}: loading {self.model_path} and generating a few tokens in a child process.",
             f"CPU: {platform.machine()} {_cpu_model()}; vector flags: {' '.join(vector_flags()) or '(none found)'}",
-            f"llama.cpp build: {build_info() or '(not recorded: built outside scripts/setup.sh)'}",
+            f"llama.cpp build: {self.build}: {build_info(self.build) or '(not recorded: built outside scripts/setup.sh)'}",
         ]
         tail = self.output.strip()
         if tail:
             lines.append("Its last output:\n    " + "\n    ".join(tail.splitlines()[-8:]))
         if self.signal_name or self.timed_out:
+            if self.build != "portable":
+                lines.append(f"The {self.build} build is chosen for this CPU's flags; VRAAGBAAK_LLM_CPU_VARIANT=portable "
+                             "runs the portable build instead.")
             lines.append(REBUILD_HINT)
         else:
             lines.append("If the model file is damaged, `vraagbaak models verify` re-hashes it and "
@@ -263,14 +273,20 @@ def smoke_test(
     threads: int | None = None,
     command: list[str] | None = None,
     pythonpath: list[str] | None = None,
+    variant: str = "auto",
 ) -> SmokeResult:
     """Load ``model_path`` and generate ``decode`` tokens in a child process.
 
     ``prefill``: prompt tokens to time (0: a short fixed prompt).  ``command`` replaces the
     child's command line (the tests use it to make a child that crashes).  ``pythonpath``:
-    folders searched first (another llama_cpp build, for eval/llama_build_benchmark.py)."""
+    folders searched first (another llama_cpp build, for eval/llama_build_benchmark.py, which
+    sets ``variant="portable"`` so that the path decides).  ``variant``: the build to run
+    (settings.llm_cpu_variant; ValueError when it cannot run here)."""
+    from .variants import choose_variant
+
+    build = choose_variant(variant) or "portable"
     cmd = command or [sys.executable, "-m", "rag.llm.smoke", str(model_path), "--prefill", str(prefill),
-                      "--decode", str(decode)] + (["--threads", str(threads)] if threads else [])
+                      "--decode", str(decode), "--variant", build] + (["--threads", str(threads)] if threads else [])
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     paths = [*(pythonpath or []), root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -281,7 +297,8 @@ def smoke_test(
     except subprocess.TimeoutExpired as exc:
         out = (exc.stderr or b"")
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        return SmokeResult(False, str(model_path), None, time.monotonic() - t0, output=out, timed_out=True)
+        return SmokeResult(False, str(model_path), None, time.monotonic() - t0, output=out, timed_out=True,
+                           build=build)
     seconds = time.monotonic() - t0
     detail: dict = {}
     for line in reversed(proc.stdout.splitlines()):
@@ -293,7 +310,7 @@ def smoke_test(
             break
     ok = proc.returncode == 0 and bool(detail.get("ok"))
     output = "" if ok else (proc.stderr + ("\n" + detail["error"] if detail.get("error") else ""))
-    return SmokeResult(ok, str(model_path), proc.returncode, seconds, detail, output)
+    return SmokeResult(ok, str(model_path), proc.returncode, seconds, detail, output, build=build)
 
 
 def _child(argv: list[str]) -> int:  # pragma: no cover - runs in the child process
@@ -304,8 +321,12 @@ def _child(argv: list[str]) -> int:  # pragma: no cover - runs in the child proc
     ap.add_argument("--prefill", type=int, default=0, help="prompt tokens to time (0: a short prompt)")
     ap.add_argument("--decode", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--variant", default="auto", help="llama.cpp build: auto, portable or a variant's name")
     args = ap.parse_args(argv)
     try:
+        from rag.llm.variants import use_llama_variant
+
+        build = use_llama_variant(args.variant)
         import llama_cpp
 
         threads = args.threads or max(1, len(os.sched_getaffinity(0)))
@@ -333,7 +354,7 @@ def _child(argv: list[str]) -> int:  # pragma: no cover - runs in the child proc
             llm.eval([tok])
         decode_s = time.perf_counter() - t2
         print(json.dumps({
-            "ok": True, "threads": threads, "load_s": round(load_s, 2),
+            "ok": True, "build": build, "threads": threads, "load_s": round(load_s, 2),
             "prefill_tokens": len(tokens), "prefill_s": round(prefill_s, 3),
             "prefill_tokens_per_s": round(len(tokens) / prefill_s, 1) if prefill_s else None,
             "decode_tokens": len(out), "decode_s": round(decode_s, 3),
