@@ -232,7 +232,7 @@ class SmokeResult:
         elif self.signal_name:
             what = f"was killed by {self.signal_name}"
             if self.signal_name in ("SIGILL", "SIGSEGV", "SIGBUS"):
-                what += " (a CPU instruction the build uses does not run on this machine)"
+                what += " (a fault in native code: often an instruction set this machine cannot run)"
         else:
             what = f"failed with exit status {self.returncode}"
         lines = [
