@@ -42,6 +42,16 @@ class HashEmbedder:
         return self._vec(text)
 
 
+def ingest_docs(folder: Path, docs: dict[str, str], settings: Settings, embedder) -> None:
+    """Write ``docs`` (file name -> text) into ``folder`` and ingest that folder."""
+    from rag.indexing import ingest_paths
+
+    folder.mkdir()
+    for name, text in docs.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    ingest_paths([folder], settings, embedder)
+
+
 @pytest.fixture
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder()

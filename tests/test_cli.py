@@ -10,10 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rag import cli
-from rag.indexing import ingest_paths
 from rag.pipeline import Pipeline
 from rag.retrieve import Retriever
-from tests.conftest import ScriptedLLM
+from tests.conftest import ScriptedLLM, ingest_docs
 
 DOCS = {
     "raadsbrief-2022-opvang.md": "# Opvang\n\n## Nachtopvang\n\nDe nachtopvang aan de Hereweg krijgt 60 extra plekken.\n",
@@ -29,11 +28,7 @@ QUESTIONS = [
 
 @pytest.fixture
 def indexed(tmp_path, settings, hash_embedder, monkeypatch):
-    d = tmp_path / "docs"
-    d.mkdir()
-    for name, text in DOCS.items():
-        (d / name).write_text(text, encoding="utf-8")
-    ingest_paths([d], settings, hash_embedder)
+    ingest_docs(tmp_path / "docs", DOCS, settings, hash_embedder)
     settings.refusal_min_score = 0.05
     monkeypatch.setattr(cli, "_settings", lambda index_dir=None: settings)
     monkeypatch.setattr("rag.embed.load_embedder", lambda s: hash_embedder)

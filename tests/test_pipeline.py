@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.indexing import ingest_paths
 from rag.pipeline import Pipeline, is_refusal, is_rewrite, leaks_prompt
 from rag.prompts import PromptError, PromptSet
 from rag.retrieve import Filters, Retriever
 from rag.schema import DoneEvent, SourcesEvent, TokenEvent, Turn
-from tests.conftest import ScriptedLLM
+from tests.conftest import ScriptedLLM, ingest_docs
 
 DOCS = {
     "raadsbrief-2022-opvang.md": "# Opvang\n\n## Nachtopvang\n\nDe nachtopvang aan de Hereweg krijgt 60 extra plekken. "
@@ -23,11 +22,7 @@ DOCS = {
 
 @pytest.fixture
 def pipeline_factory(tmp_path, settings, hash_embedder):
-    d = tmp_path / "docs"
-    d.mkdir()
-    for name, text in DOCS.items():
-        (d / name).write_text(text, encoding="utf-8")
-    ingest_paths([d], settings, hash_embedder)
+    ingest_docs(tmp_path / "docs", DOCS, settings, hash_embedder)
     settings.refusal_min_score = 0.05
 
     def make(reply) -> tuple[Pipeline, ScriptedLLM]:

@@ -54,6 +54,7 @@ __all__ = [
     "Message",
     "StopMatcher",
     "UnknownBackendError",
+    "acquire_model",
     "available_backends",
     "backend_target",
     "complete",
@@ -107,6 +108,15 @@ def complete(backend: LLMBackend, messages: list[Message], params: GenerationPar
         close = getattr(gen, "close", None)
         if close is not None:
             close()
+
+
+def acquire_model(lock: threading.Lock, timeout: float | None) -> None:
+    """Take the one-generation-at-a-time ``lock`` of an in-process model: wait for it, or
+    with ``timeout`` raise LLMUnavailableError (busy) when it is not free in time."""
+    if timeout is None:
+        lock.acquire()
+    elif not lock.acquire(timeout=timeout):
+        raise LLMUnavailableError("the local LLM is busy with another answer", retry_after=timeout)
 
 
 class ChatMixin:

@@ -32,8 +32,8 @@ from .base import (
     ContextLengthError,
     GenerationParams,
     LLMError,
-    LLMUnavailableError,
     Message,
+    acquire_model,
 )
 
 log = logging.getLogger(__name__)
@@ -143,15 +143,9 @@ class LlamaCppBackend(ChatMixin):
 
     # ---------------------------------------------------------------- generation
 
-    def _acquire(self) -> None:
-        if self.lock_timeout is None:
-            self._lock.acquire()
-        elif not self._lock.acquire(timeout=self.lock_timeout):
-            raise LLMUnavailableError("the local LLM is busy with another answer", retry_after=self.lock_timeout)
-
     def stream_chat(self, messages: list[Message], params: GenerationParams | None = None) -> Iterator[str]:
         params = params or GenerationParams()
-        self._acquire()
+        acquire_model(self._lock, self.lock_timeout)
         stream = None
         try:
             try:

@@ -43,6 +43,7 @@ from .base import (
     LLMError,
     LLMUnavailableError,
     Message,
+    acquire_model,
 )
 
 log = logging.getLogger(__name__)
@@ -303,10 +304,10 @@ class ProcessLLM(ChatMixin):
                 w = _Worker(self.target, self._settings_data, self.start_timeout)
             except LLMError as exc:
                 self._crashes += 1
-                self._not_before = time.monotonic() + self._backoff()
+                pause = self._backoff()
+                self._not_before = time.monotonic() + pause
                 log.error("the LLM worker could not be restarted: %s", exc)
-                raise LLMUnavailableError(f"the local LLM could not be restarted: {exc}",
-                                          retry_after=self._backoff()) from exc
+                raise LLMUnavailableError(f"the local LLM could not be restarted: {exc}", retry_after=pause) from exc
             self.restarts += 1
             self._worker = w
             return w
@@ -353,15 +354,9 @@ class ProcessLLM(ChatMixin):
 
     # ---------------------------------------------------------------- LLMBackend
 
-    def _acquire(self) -> None:
-        if self.lock_timeout is None:
-            self._lock.acquire()
-        elif not self._lock.acquire(timeout=self.lock_timeout):
-            raise LLMUnavailableError("the local LLM is busy with another answer", retry_after=self.lock_timeout)
-
     def stream_chat(self, messages: list[Message], params: GenerationParams | None = None) -> Iterator[str]:
         params = params or GenerationParams()
-        self._acquire()
+        acquire_model(self._lock, self.lock_timeout)
         try:
             w = self._alive_worker()
         except BaseException:
