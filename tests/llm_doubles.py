@@ -3,7 +3,8 @@
 
 ``WordsLLM`` streams the words of the last message back, ``delay`` seconds per word. Words
 ask for behaviour (the delay comes from the environment variable WORDS_LLM_DELAY): ``CRASH`` reads address 0 (a real SIGSEGV, as a
-fault in native code gives) after the words before it, ``ABORT`` with SIGABRT, ``FAIL`` raises an LLMError."""
+fault in native code gives) after the words before it, ``ABORT`` with SIGABRT, ``FAIL`` raises an LLMError, ``BUSY`` an
+LLMTimeoutError (an LLMUnavailableError)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import ctypes
 import os
 import time
 
-from rag.llm.base import ChatMixin, LLMError
+from rag.llm.base import ChatMixin, LLMError, LLMTimeoutError
 
 
 class WordsLLM(ChatMixin):
@@ -41,6 +42,8 @@ class WordsLLM(ChatMixin):
                 os.abort()
             if bare == "FAIL":
                 raise LLMError("scripted failure")
+            if bare == "BUSY":
+                raise LLMTimeoutError("scripted timeout", retry_after=9.0)
             if word == "PID":
                 word = str(os.getpid())
             if self.delay:

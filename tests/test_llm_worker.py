@@ -47,6 +47,9 @@ def test_a_scripted_error_keeps_its_type_and_the_worker(worker):
     pid = worker.pid
     with pytest.raises(LLMError, match="scripted failure"):
         worker.chat(_msgs("een FAIL"), GenerationParams())
+    with pytest.raises(LLMUnavailableError, match="scripted timeout") as err:
+        worker.chat(_msgs("BUSY"), GenerationParams())
+    assert err.value.retry_after == 9.0  # a subclass of "unavailable" stays a 503 with its Retry-After
     assert worker.pid == pid and worker.chat(_msgs("nog"), GenerationParams()) == "nog"
 
 

@@ -116,7 +116,8 @@ def _worker_main(conn, target: str, settings_data: dict[str, Any]) -> None:  # p
                     send("delta", rid, delta)
                 send("end", rid)
             except LLMError as exc:
-                name = next((n for n, t in _ERRORS.items() if type(exc) is t), "LLMError")
+                # the nearest type the parent knows: a timeout stays "unavailable" (503)
+                name = next(n for n, t in _ERRORS.items() if isinstance(exc, t))
                 send("error", rid, name, str(exc), getattr(exc, "retry_after", None))
             except Exception as exc:
                 send("error", rid, "LLMError", f"{type(exc).__name__}: {exc}", None)
