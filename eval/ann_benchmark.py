@@ -393,7 +393,7 @@ def markdown(rows: list[Row], stats: list[dict[str, Any]], meta: dict[str, Any])
             f"`python -m eval.ann_benchmark {meta['argv']}` — faiss {meta['faiss']}, {meta['cpus']} CPUs, "
             f"{meta['machine']}; search with 1 thread, one query at a time; build with "
             f"{meta['build_threads']} thread(s); load average {meta['load_avg_at_start']:.1f} at the start "
-            f"(latencies are only meaningful on a quiet machine). Targets (issue #8, at 1M): p95 ≤ {TARGETS['p95_ms']:.0f} ms, "
+            f"(latencies are only meaningful on a quiet machine). Targets (at 1M): p95 ≤ {TARGETS['p95_ms']:.0f} ms, "
             f"recall@{meta['k']} ≥ {TARGETS['recall']}, vectors ≤ {TARGETS['index_mb'] / 1000:.0f} GB; "
             "✓ = all three met."
         ),
