@@ -11,8 +11,8 @@
     python -m eval rescore eval/runs/<run>                  # recompute answer metrics, no LLM
     python -m eval ablate --dataset demo --only retrieval
 
-``register(app)`` adds the same commands as an ``eval`` group to another Typer app (the lead
-attaches it to ``vraagbaak``).
+``register(app)`` adds the same commands as an ``eval`` group to another Typer app; the ``vraagbaak``
+CLI loads it as a plugin (entry point group ``vraagbaak.commands``).
 """
 
 from __future__ import annotations

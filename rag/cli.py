@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,7 @@ models_app = typer.Typer(help="Install and check the local models (no hub access
 app.add_typer(models_app, name="models")
 
 
-def _settings(index_dir: Optional[Path] = None) -> Settings:
+def _settings(index_dir: Path | None = None) -> Settings:
     s = Settings()
     if index_dir is not None:
         s.index_dir = index_dir
@@ -28,13 +28,13 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-IndexDirOpt = Annotated[Optional[Path], typer.Option("--index-dir", help="Index folder (default: settings).")]
+IndexDirOpt = Annotated[Path | None, typer.Option("--index-dir", help="Index folder (default: settings).")]
 
 
 # --------------------------------------------------------------------------- models
 @models_app.command("install")
 def models_install(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Models to install (default: all defaults).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to install (default: all defaults).")] = None,
 ) -> None:
     """Fetch, assemble and verify the default models (idempotent, resumable)."""
     from .models import ModelError, install_models
@@ -64,7 +64,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 @models_app.command("verify")
 def models_verify(
-    names: Annotated[Optional[list[str]], typer.Argument()] = None,
+    names: Annotated[list[str] | None, typer.Argument()] = None,
     smoke: Annotated[bool, typer.Option("--smoke/--no-smoke", help="Also run the LLM smoke test.")] = True,
 ) -> None:
     """Re-hash the installed model files against their published sha256, then prove that the
@@ -115,15 +115,15 @@ def models_smoke(
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     sync: Annotated[bool, typer.Option(help="Also remove indexed documents not found in PATHS.")] = False,
-    groups: Annotated[Optional[str], typer.Option(help="Comma-separated access groups (default: everyone).")] = None,
+    groups: Annotated[str | None, typer.Option(help="Comma-separated access groups (default: everyone).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for another running ingest instead of failing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     index_dir: IndexDirOpt = None,
     device: Annotated[
-        Optional[str], typer.Option(help="Embedding device: cpu, cuda, cuda:1, mps … (default: settings).")
+        str | None, typer.Option(help="Embedding device: cpu, cuda, cuda:1, mps … (default: settings).")
     ] = None,
     processes: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(min=1, help="Encode over N processes (torch backend; with --device cuda one per GPU)."),
     ] = None,
 ) -> None:
@@ -243,11 +243,11 @@ def _read_jsonl(path: str):
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="The question.")] = None,
-    queries: Annotated[Optional[str], typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k")] = None,
-    filter: Annotated[Optional[list[str]], typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="dense, bm25, rrf or score (default: settings).")] = None,
+    query: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    queries: Annotated[str | None, typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    filter: Annotated[list[str] | None, typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
+    fusion: Annotated[str | None, typer.Option(help="dense, bm25, rrf or score (default: settings).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     index_dir: IndexDirOpt = None,
 ) -> None:
@@ -348,10 +348,10 @@ def batch_record(qid, answer) -> dict:
 
 @app.command()
 def ask(
-    question: Annotated[Optional[str], typer.Argument(help="De vraag.")] = None,
-    questions: Annotated[Optional[str], typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Passages given to the model.")] = None,
-    filter: Annotated[Optional[list[str]], typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
+    question: Annotated[str | None, typer.Argument(help="De vraag.")] = None,
+    questions: Annotated[str | None, typer.Option(help="JSONL file ('-' = stdin) of {id, question}.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Passages given to the model.")] = None,
+    filter: Annotated[list[str] | None, typer.Option("--filter", "-f", help="type=…, year=…, source=…, doc=…")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     index_dir: IndexDirOpt = None,
 ) -> None:
@@ -399,21 +399,31 @@ def chat(index_dir: IndexDirOpt = None) -> None:
         history += [Turn(role="user", content=q), Turn(role="assistant", content=answer.answer)]
 
 
-def _register_frontends() -> None:
-    """The service, evaluation and bot commands live beside the library (thin front-ends)."""
-    from eval.cli import register as register_eval
-    from service.bots.manifest import register as register_bots
-    from service.cli import register as register_service
-
-    register_service(app)
-    register_eval(app)
-    register_bots(app)
+PLUGIN_GROUP = "vraagbaak.commands"
 
 
-_register_frontends()
+def register_plugins(target: typer.Typer = app) -> list[str]:
+    """Add the commands of the front-ends (``serve``, ``keys``, ``eval``, ``bots`` …) to ``target``.
+
+    The library does not import its front-ends: each declares a ``register(app)`` function as an entry
+    point in the group ``vraagbaak.commands`` (see pyproject.toml), and a site can add its own commands
+    the same way. A plugin that fails to load is reported and skipped; the other commands still work.
+    Returns the names of the plugins that were added."""
+    from importlib.metadata import entry_points
+
+    added = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()(target)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the CLI down
+            typer.secho(f"plugin '{ep.name}' ({ep.value}) is not available: {exc}", err=True, fg="yellow")
+            continue
+        added.append(ep.name)
+    return added
 
 
-def main() -> None:  # console script entry point
+def main() -> None:  # console script entry point: the composition root
+    register_plugins(app)
     app()
 
 
