@@ -1,6 +1,6 @@
-"""Embedding backends compared: speed and retrieval quality (issue #8, "faster embeddings on CPU").
+"""Embedding backends compared: speed and retrieval quality (targets: faster embeddings on CPU).
 
-For each variant — torch fp32, ONNX fp32, ONNX int8 (rag/embed.py), and Matryoshka 512/256 on the
+For each variant — torch fp32, ONNX fp32, ONNX int8 (rag/embed/), and Matryoshka 512/256 on the
 best of them — it measures:
 
 - **chunks/s**: ``embed_documents`` over real chunks of the demo corpus (data/voorbeeld, the
@@ -47,12 +47,12 @@ from rag.chunking import chunk_document
 from rag.embed import (
     ONNX_FILES,
     SentenceTransformerEmbedder,
-    _versions,
     ensure_onnx_model,
     onnx_dir,
     source_fingerprint,
     truncate_vectors,
 )
+from rag.embed.onnx_export import _versions
 from rag.index import open_snapshot
 from rag.ingest import parse_file
 from rag.models import resolve_embedder

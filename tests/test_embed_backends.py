@@ -13,6 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from rag import embed as E
+from rag.embed import base as EB
+from rag.embed import onnx_export as EX
 from rag.index import EmbedderMismatchError, Manifest, check_embedder
 from rag.settings import Settings
 from tests.conftest import DEMO_CORPUS, HashEmbedder
@@ -124,7 +126,7 @@ def test_backend_label():
 
 def test_truncate_vectors_renormalises_the_prefix():
     rng = np.random.default_rng(0)
-    x = E._normalise(rng.normal(size=(5, 768)))
+    x = EB._normalise(rng.normal(size=(5, 768)))
     t = E.truncate_vectors(x, 256)
     assert t.shape == (5, 256) and t.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, rtol=1e-6)
@@ -138,7 +140,7 @@ def test_truncate_vectors_renormalises_the_prefix():
 def _dense(text: str, dim: int = 768) -> np.ndarray:
     """A deterministic dense unit vector per text."""
     seed = int.from_bytes(text.encode("utf-8")[:8].ljust(8, b"\0"), "little")
-    return E._normalise(np.random.default_rng(seed).normal(size=dim))[0]
+    return EB._normalise(np.random.default_rng(seed).normal(size=dim))[0]
 
 
 class FakeRunner:
@@ -228,12 +230,12 @@ def _fake_export(root: Path, name: str = "model.onnx", content: bytes = b"onnx")
     f = folder / name
     f.write_bytes(content)
     stamp = {
-        "version": E._STAMP_VERSION,
+        "version": EX._STAMP_VERSION,
         "quantize": "none",
-        "files": {name: E._file_entry(f)},
+        "files": {name: EX._file_entry(f)},
         "source": {"fingerprint": E.source_fingerprint(root)},
     }
-    E._stamp_file(f).write_text(json.dumps(stamp))
+    EX._stamp_file(f).write_text(json.dumps(stamp))
     return f
 
 
@@ -270,7 +272,7 @@ def test_stamp_rejects_a_changed_source_model(tmp_path):
 def test_ensure_onnx_model_uses_a_valid_export_without_torch(tmp_path, monkeypatch):
     root = _fake_model(tmp_path)
     f = _fake_export(root)
-    monkeypatch.setattr(E, "_load_torch_model", lambda *a: pytest.fail("must not export again"))
+    monkeypatch.setattr(EX, "_load_torch_model", lambda *a: pytest.fail("must not export again"))
     assert E.ensure_onnx_model(root, "none") == f
 
 
@@ -282,8 +284,8 @@ def test_ensure_onnx_model_needs_a_local_sentence_transformers_folder(tmp_path):
 
 
 def _no_torch(monkeypatch):
-    monkeypatch.setattr(E, "_load_torch_model", lambda root, threads: object())
-    monkeypatch.setattr(E, "_torch_reference", lambda st: np.eye(len(E.CHECK_TEXTS), 8, dtype=np.float32))
+    monkeypatch.setattr(EX, "_load_torch_model", lambda root, threads: object())
+    monkeypatch.setattr(EX, "_torch_reference", lambda st: np.eye(len(E.CHECK_TEXTS), 8, dtype=np.float32))
 
 
 def test_failed_export_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
@@ -294,7 +296,7 @@ def test_failed_export_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch
         out.write_bytes(b"half")
         raise RuntimeError("Gemma3 is not supported")
 
-    monkeypatch.setattr(E, "_torch_export", boom)
+    monkeypatch.setattr(EX, "_torch_export", boom)
     with pytest.raises(E.EmbedderExportError, match=r"exporting model to ONNX \(none\) failed: RuntimeError: Gemma3"):
         E.ensure_onnx_model(root, "none")
     assert sorted(p.name for p in E.onnx_dir(root).iterdir()) == [".export.lock"]
@@ -303,8 +305,8 @@ def test_failed_export_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch
 def test_export_below_the_cosine_threshold_is_refused(tmp_path, monkeypatch):
     root = _fake_model(tmp_path)
     _no_torch(monkeypatch)
-    monkeypatch.setattr(E, "_torch_export", lambda st, out: out.write_bytes(b"onnx"))
-    monkeypatch.setattr(E, "check_against_torch", lambda out, root, refs: 0.93)
+    monkeypatch.setattr(EX, "_torch_export", lambda st, out: out.write_bytes(b"onnx"))
+    monkeypatch.setattr(EX, "check_against_torch", lambda out, root, refs: 0.93)
     with pytest.raises(E.EmbedderExportError, match=r"cosine 0\.9300 < 0\.99"):
         E.ensure_onnx_model(root, "none")
     assert E.onnx_stamp_problem(root, "none") == "not exported yet"

@@ -1,33 +1,4 @@
-"""Embedders: the small interface the index and retriever use, and its implementations.
-
-An embedder turns passages and questions into L2-normalised float32 vectors, so that the
-inner product is the cosine similarity. Asymmetric models (EmbeddingGemma) get their own
-query and document prompts.
-
-Backends (``Settings.embedder_backend``) of the one ``SentenceTransformerEmbedder``:
-
-* ``torch`` (default): the sentence-transformers model as published;
-* ``onnx``: the same model exported once to ONNX and run with ONNX Runtime, in fp32 or, with
-  ``embedder_quantize="int8"``, dynamically quantised to 8 bits (AVX2-friendly). The export is
-  cached beside the model (``<model folder>/onnx/``) and verified before use, see
-  ``ensure_onnx_model``.
-
-``embedding_dim`` truncates the vectors Matryoshka-style (EmbeddingGemma: 768 → 512/256/128)
-and re-normalises them; the index manifest records the dimension, so an index built with
-another one is refused.
-
-The embedder id in the index manifest (``model_id``) is the model's name for every backend: the
-backends compute the same vectors (checked at export and at every load: cosine to torch ≥ 0.99
-for fp32, ≥ 0.95 for int8; measured ≈ 1.000 and ≈ 0.995), so an index built with one backend may
-be searched with another — e.g. built with torch on a GPU machine (``vraagbaak ingest --device
-cuda --processes N``), served with ONNX int8 on CPU. eval/embed_benchmark.py measures exactly
-that ("mixed" rows). A different ``embedding_dim`` is a different vector space: refused.
-
-Bulk ingestion on a GPU machine: ``vraagbaak ingest DIR --device cuda`` (one GPU), or
-``--processes N`` for a sentence-transformers multi-process pool (``cuda`` → one process per
-GPU, round-robin; ``cuda:1`` → N processes on that GPU; ``cpu`` → N CPU processes), torch
-backend only; it needs a CUDA build of torch (the default install is the CPU wheel).
-"""
+"""Build time: export the model to ONNX once (fp32 or int8), verify it against torch, stamp it."""
 
 from __future__ import annotations
 
@@ -38,341 +9,17 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from .settings import Settings
+from .base import QUANTIZATIONS, EmbedderExportError, _normalise
+from .runners import _OnnxRunner, _read_json
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnx")
-QUANTIZATIONS = ("none", "int8")
-# Matryoshka sizes a model was trained for; other models accept any size up to their own.
-MATRYOSHKA_DIMS: dict[str, tuple[int, ...]] = {"embeddinggemma-300m": (768, 512, 256, 128)}
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """What the index needs from an embedding model."""
-
-    model_id: str  # recorded in the index manifest
-    dim: int
-
-    def embed_documents(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
-
-    def embed_query(self, text: str) -> np.ndarray: ...
-
-
-class EmbedderExportError(RuntimeError):
-    """The ONNX export of an embedder failed, or an exported model failed its check."""
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None, :]
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return x / norms
-
-
-def truncate_vectors(x: np.ndarray, dim: int | None) -> np.ndarray:
-    """Matryoshka truncation: the first ``dim`` components, re-normalised (None: unchanged)."""
-    x = _normalise(x)
-    if dim is None or dim >= x.shape[1]:
-        return x
-    return _normalise(x[:, :dim])
-
-
-# --------------------------------------------------------------------------- options
-
-
-def check_embedder_options(
-    backend: str,
-    quantize: str = "none",
-    embedding_dim: int | None = None,
-    processes: int = 1,
-    *,
-    model_name: str | None = None,
-    full_dim: int | None = None,
-) -> None:
-    """Raise ValueError for a combination of embedder settings that cannot work.
-
-    ``model_name`` (a registry name) restricts ``embedding_dim`` to the Matryoshka sizes the
-    model was trained for; ``full_dim`` (known once the model is loaded) caps it.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"embedder_backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if quantize not in QUANTIZATIONS:
-        raise ValueError(f"embedder_quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
-    if quantize != "none" and backend == "torch":
-        raise ValueError(f"embedder_quantize={quantize!r} needs embedder_backend='onnx'")
-    if processes < 1:
-        raise ValueError(f"embedder_processes must be at least 1, not {processes}")
-    if processes > 1 and backend != "torch":
-        raise ValueError("multi-process encoding (--processes > 1) needs embedder_backend='torch'")
-    if embedding_dim is None:
-        return
-    if embedding_dim < 1:
-        raise ValueError(f"embedding_dim must be positive, not {embedding_dim}")
-    allowed = MATRYOSHKA_DIMS.get(model_name or "")
-    if allowed is not None and embedding_dim not in allowed:
-        raise ValueError(
-            f"embedding_dim {embedding_dim} is not a Matryoshka size of {model_name} "
-            f"(allowed: {', '.join(map(str, allowed))}, or unset for the full size)"
-        )
-    if full_dim is not None and embedding_dim > full_dim:
-        raise ValueError(f"embedding_dim {embedding_dim} is larger than the model's {full_dim}")
-
-
-def pool_devices(device: str, processes: int, n_gpus: int = 0) -> list[str] | None:
-    """Target devices of a sentence-transformers multi-process pool, or None for one process.
-
-    ``cpu`` → that many CPU workers; a bare ``cuda`` → the GPUs round-robin (``cuda:0``,
-    ``cuda:1``, …); a named device (``cuda:1``, ``mps``) → that device for every worker.
-    """
-    if processes < 1:
-        raise ValueError(f"processes must be at least 1, not {processes}")
-    if processes == 1:
-        return None
-    if device == "cuda":
-        if n_gpus < 1:
-            raise ValueError("--device cuda: no CUDA device is visible")
-        return [f"cuda:{i % n_gpus}" for i in range(processes)]
-    return [device] * processes
-
-
-def backend_label(backend: str, quantize: str = "none") -> str:
-    """``torch``, ``onnx-fp32`` or ``onnx-int8``: how the vectors were computed."""
-    if backend == "torch":
-        return "torch"
-    return f"{backend}-{'fp32' if quantize == 'none' else quantize}"
-
-
-# --------------------------------------------------------------------------- runners
-
-
-class _TorchRunner:
-    """sentence-transformers' own encode (optionally over a multi-process pool)."""
-
-    def __init__(
-        self,
-        model_path: str,
-        device: str,
-        max_seq_length: int | None,
-        truncate_dim: int | None,
-        processes: int,
-        threads: int | None,
-    ) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {device}: this torch ({torch.__version__}) has no CUDA; install a CUDA build of "
-                "torch on the GPU machine, or use --device cpu"
-            )
-        if threads:
-            torch.set_num_threads(threads)
-        self.model = SentenceTransformer(model_path, device=device, local_files_only=True)
-        if max_seq_length:
-            self.model.max_seq_length = min(max_seq_length, self.model.max_seq_length or max_seq_length)
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.full_dim = int(get_dim())
-        self.model.truncate_dim = truncate_dim  # sentence-transformers' own Matryoshka truncation
-        n_gpus = torch.cuda.device_count() if device == "cuda" else 0
-        self.devices = pool_devices(device, processes, n_gpus)
-        self.prompts = dict(getattr(self.model, "prompts", {}) or {})
-
-    def encode(self, texts: list[str], prompt_name: str | None, batch_size: int, progress: bool) -> np.ndarray:
-        kwargs: dict[str, Any] = {"device": self.devices} if self.devices and len(texts) > 1 else {}
-        return self.model.encode(
-            texts,
-            prompt_name=prompt_name,
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            **kwargs,
-        )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-class _OnnxRunner:
-    """An exported sentence-transformers model (token ids → normalised sentence vector) in ONNX
-    Runtime, with the model's own tokenizer and prompts; no torch model is loaded."""
-
-    def __init__(
-        self,
-        onnx_file: Path,
-        model_path: str,
-        device: str,
-        max_seq_length: int | None,
-        threads: int | None,
-    ) -> None:
-        from transformers import AutoTokenizer
-
-        self.session = _ort_session(onnx_file, device, threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        root = Path(model_path)
-        self.prompts = dict(_read_json(root / "config_sentence_transformers.json").get("prompts") or {})
-        model_max = int(_read_json(root / "sentence_bert_config.json").get("max_seq_length") or 512)
-        self.max_seq_length = min(max_seq_length, model_max) if max_seq_length else model_max
-        self.full_dim = int(self.session.get_outputs()[0].shape[-1])
-
-    def encode(self, texts: list[str], prompt_name: str | None, batch_size: int, progress: bool) -> np.ndarray:
-        prompt = self.prompts.get(prompt_name, "") if prompt_name else ""
-        starts = range(0, len(texts), max(1, batch_size))
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="Batches")
-        out = [self._run([prompt + t for t in texts[i : i + batch_size]]) for i in starts]
-        return np.vstack(out) if out else np.zeros((0, self.full_dim), dtype=np.float32)
-
-    def _run(self, batch: list[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            batch, padding=True, truncation="longest_first", max_length=self.max_seq_length, return_tensors="np"
-        )
-        feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
-        return self.session.run(None, feeds)[0]
-
-
-def _ort_session(onnx_file: Path, device: str, threads: int | None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.inter_op_num_threads = 1
-    if threads:
-        so.intra_op_num_threads = threads
-    # no busy-waiting between batches: on a small shared machine spinning threads steal the
-    # cores the LLM and FAISS need (the same finding as Settings.search_threads)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError("--device cuda with the onnx backend needs onnxruntime-gpu (CUDAExecutionProvider)")
-        providers.insert(0, "CUDAExecutionProvider")
-    elif device != "cpu":
-        raise ValueError(f"the onnx backend runs on cpu or cuda, not {device!r}")
-    return ort.InferenceSession(str(onnx_file), so, providers=providers)
-
-
-# --------------------------------------------------------------------------- the embedder
-
-
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model from a local folder (or a hub id where allowed).
-
-    ``backend="onnx"`` runs the cached, verified ONNX export of the local folder instead of
-    torch (``quantize="int8"``: its 8-bit version); ``truncate_dim`` keeps the first
-    components of each vector (Matryoshka) and re-normalises; ``processes > 1`` encodes
-    documents over a sentence-transformers multi-process pool (torch only).
-    """
-
-    def __init__(
-        self,
-        model_path: str,
-        model_id: str | None = None,
-        device: str = "cpu",
-        max_seq_length: int | None = 512,
-        batch_size: int = 8,
-        *,
-        backend: str = "torch",
-        quantize: str = "none",
-        truncate_dim: int | None = None,
-        processes: int = 1,
-        threads: int | None = None,
-    ) -> None:
-        check_embedder_options(backend, quantize, truncate_dim, processes)
-        runner: _TorchRunner | _OnnxRunner
-        if backend == "torch":
-            runner = _TorchRunner(model_path, device, max_seq_length, truncate_dim, processes, threads)
-        else:
-            onnx_file = ensure_onnx_model(model_path, quantize, threads=threads)
-            runner = _OnnxRunner(onnx_file, model_path, device, max_seq_length, threads)
-            check_onnx_reference(runner, onnx_file, quantize)
-        check_embedder_options(backend, quantize, truncate_dim, processes, full_dim=runner.full_dim)
-        self._setup(runner, model_id or model_path, backend_label(backend, quantize), batch_size, truncate_dim)
-
-    def _setup(self, runner, model_id: str, backend: str, batch_size: int, truncate_dim: int | None) -> None:
-        self.runner = runner
-        self.model_id = model_id
-        self.backend = backend  # "torch", "onnx-fp32", "onnx-int8": how the vectors are computed
-        self.batch_size = batch_size
-        self.dim = int(truncate_dim or runner.full_dim)
-        self._prompts = dict(runner.prompts)
-        self._lock = threading.Lock()  # torch modules are not re-entrant across threads
-
-    @classmethod
-    def with_runner(
-        cls, runner, model_id: str, *, backend: str = "torch", batch_size: int = 8, truncate_dim: int | None = None
-    ) -> SentenceTransformerEmbedder:
-        """An embedder over a ready runner (``encode(texts, prompt_name, batch_size, progress)``,
-        ``prompts``, ``full_dim``): for tests, and to share one loaded model between dimensions."""
-        self = cls.__new__(cls)
-        self._setup(runner, model_id, backend, batch_size, truncate_dim)
-        return self
-
-    def _encode(self, texts: Sequence[str], prompt_name: str | None, progress: bool) -> np.ndarray:
-        name = prompt_name if prompt_name in self._prompts else None
-        with self._lock:
-            out = self.runner.encode(list(texts), name, self.batch_size, progress)
-        return truncate_vectors(out, self.dim)
-
-    def embed_documents(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        name = "document" if "document" in self._prompts else None
-        # sort by length so batches pad little; restore order afterwards
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        vecs = self._encode([texts[i] for i in order], name, progress)
-        out = np.empty_like(vecs)
-        out[order] = vecs
-        return out
-
-    def embed_query(self, text: str) -> np.ndarray:
-        name = "query" if "query" in self._prompts else None
-        return self._encode([text], name, False)[0]
-
-
-def load_embedder(settings: Settings) -> Embedder:
-    """The embedder named in the settings (a registry name, a local folder or a hub id)."""
-    from .models import resolve_embedder
-
-    check_embedder_options(
-        settings.embedder_backend,
-        settings.embedder_quantize,
-        settings.embedding_dim,
-        settings.embedder_processes,
-        model_name=settings.embedder,
-    )
-    path = resolve_embedder(settings)
-    return SentenceTransformerEmbedder(
-        path,
-        model_id=settings.embedder,
-        device=settings.embedder_device,
-        max_seq_length=settings.embedder_max_seq_length,
-        batch_size=settings.embedder_batch_size,
-        backend=settings.embedder_backend,
-        quantize=settings.embedder_quantize,
-        truncate_dim=settings.embedding_dim,
-        processes=settings.embedder_processes,
-        threads=settings.embedder_threads,
-    )
 
 
 # --------------------------------------------------------------------------- ONNX export
@@ -422,11 +69,8 @@ def _stamp_file(onnx_file: Path) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _file_entry(path: Path, sha: str | None = None) -> dict[str, Any]:
@@ -496,18 +140,12 @@ def onnx_stamp_problem(model_path: str | Path, quantize: str, *, full: bool = Fa
     return None
 
 
-@contextlib.contextmanager
-def _export_lock(folder: Path) -> Iterator[None]:
+def _export_lock(folder: Path):
     """One exporter per model folder at a time (others wait, then find the export done)."""
-    import fcntl
+    from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".export.lock").open("a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(folder / ".export.lock")
 
 
 def ensure_onnx_model(model_path: str | Path, quantize: str = "none", *, threads: int | None = None) -> Path:
@@ -588,7 +226,7 @@ def _export_one(root: Path, quantize: str, st, refs: np.ndarray) -> None:
                 extra: dict[str, Any] = {"exporter": "torch.onnx.export(dynamo=True)", "opset": _OPSET}
             else:
                 extra = {"quantization": _quantize_int8(folder / ONNX_FILES["none"], out)}
-        except Exception as exc:  # noqa: BLE001 - every exporter failure becomes one clear error
+        except Exception as exc:
             raise EmbedderExportError(
                 f"exporting {root.name} to ONNX ({quantize}) failed: {type(exc).__name__}: {exc}. "
                 "Use embedder_backend=torch meanwhile."
