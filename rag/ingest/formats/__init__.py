@@ -1,0 +1,1 @@
+"""One module per source format; each turns raw bytes into a ``Parsed`` (sections, title, date)."""
