@@ -35,8 +35,6 @@ ivf_sq8; no float copy is kept on disk. The manifest records the type and its pa
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import math
 import os
@@ -52,6 +50,8 @@ from typing import Any
 
 import faiss
 import numpy as np
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
 
 from .lexical import BM25Index
 from .types import Chunk, Document
@@ -555,21 +555,17 @@ class IndexWriter:
 @contextlib.contextmanager
 def _writer_lock(index_dir: Path, wait: bool) -> Iterator[None]:
     index_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(index_dir / ".lock", "a+")
+    lock = FileLock(index_dir / ".lock")
     try:
-        flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(fh.fileno(), flags)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise IndexLockedError(
-                    f"Another ingest is running on '{index_dir}'. Wait for it to finish "
-                    "(or use --wait)."
-                ) from exc
-            raise
+        lock.acquire(timeout=-1 if wait else 0)
+    except FileLockTimeout as exc:
+        raise IndexLockedError(
+            f"Another ingest is running on '{index_dir}'. Wait for it to finish (or use --wait)."
+        ) from exc
+    try:
         yield
     finally:
-        fh.close()
+        lock.release()
 
 
 @contextlib.contextmanager
