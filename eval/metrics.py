@@ -166,7 +166,7 @@ def strip_markers(sentence: str) -> str:
 
 
 # one number normaliser for the pipeline and its evaluation
-from rag.attribute import normalise_number  # noqa: E402
+from rag.text.numbers import normalise_number  # noqa: E402
 
 
 def numbers(text: str) -> set[str]:
