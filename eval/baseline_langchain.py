@@ -143,9 +143,9 @@ def to_answer(question: str, text: str, docs: Sequence, timings: dict[str, Any],
               standalone: str | None = None):
     """A ``rag.schema.Answer`` of the baseline: the model's text, the refusal rule, citations for ``[n]``
     markers that point at one of the retrieved chunks (1-based, in retrieval order)."""
-    from rag.attribute import markers_in
     from rag.language import detect_language
     from rag.schema import Answer, Citation, ModelInfo, Timings
+    from rag.text.markers import markers_in
 
     text = text.strip()
     refused = is_baseline_refusal(text)

@@ -17,7 +17,7 @@ Answer (per question):
 - ``key_fact_recall``   share of key facts found in the answer (eval.textnorm.contains_fact);
                         a refusal scores 0 on an answerable question;
 - ``sentence_support``  a sentence is supported by a passage when ≥ ``threshold`` (0.6) of its content
-                        words (rag.lexical.tokenize: Dutch stop words out, Snowball stems) occur in the
+                        words (rag.text.tokens.tokenize: Dutch stop words out, Snowball stems) occur in the
                         passage AND every number in it occurs in the passage (after normalising
                         thousand separators/decimal commas);
 - ``faithfulness``      share of the answer's sentences supported by (one of) the passage(s) they cite;
@@ -44,6 +44,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rag.text.markers import MARKER, markers_in
+from rag.text.numbers import NUMBER, normalise_number
+from rag.text.tokens import tokenize
 
 from .textnorm import contains_fact, contains_verbatim
 
@@ -121,9 +125,7 @@ def retrieval_scores(ranked: Sequence[str], gold: Iterable[str], ks: Sequence[in
 
 # --------------------------------------------------------------------------- answers
 
-_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_SENT_END = re.compile(r"(?<=[.!?])(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*\s+(?=[A-ZÀ-Ý0-9\"'‘“(])")
+_SENT_END = re.compile(r"(?<=[.!?])(?:\s*" + MARKER.pattern + r")*\s+(?=[A-ZÀ-Ý0-9\"'‘“(])")
 _ABBREV = re.compile(r"\b(?:o\.a|m\.b\.t|d\.w\.z|e\.e\.a|i\.v\.m|bijv|ca|nr|zgn|d\.m\.v|m\.n|t\.a\.v)\.$", re.I)
 
 
@@ -151,31 +153,26 @@ def split_answer_sentences(text: str) -> list[str]:
         parts.append(piece)
         start = m.end()
     parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip() and re.search(r"\w", _MARKER.sub("", p))]
+    return [p.strip() for p in parts if p.strip() and re.search(r"\w", MARKER.sub("", p))]
 
 
 def markers(sentence: str) -> list[int]:
-    out: list[int] = []
-    for m in _MARKER.finditer(sentence):
-        out += [int(x) for x in re.split(r"[,;]", m.group(1)) if x.strip()]
-    return list(dict.fromkeys(out))
+    """The distinct marker numbers of ``sentence``, in order of first use."""
+    return list(dict.fromkeys(markers_in(sentence)))
 
 
 def strip_markers(sentence: str) -> str:
-    return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(_MARKER.sub(" ", sentence).split()))
-
-
-# one number normaliser for the pipeline and its evaluation
-from rag.attribute import normalise_number  # noqa: E402
+    """The sentence as the metrics read it: each marker a space, whitespace collapsed, no space
+    before punctuation (rag.text.markers.strip_markers, the pipeline's, only drops markers)."""
+    return re.sub(r"\s+([.,!?;:])", r"\1", " ".join(MARKER.sub(" ", sentence).split()))
 
 
 def numbers(text: str) -> set[str]:
-    return {normalise_number(n) for n in _NUMBER.findall(text)}
+    """The digit numbers of ``text``, normalised like the pipeline's (number words not counted)."""
+    return {normalise_number(n) for n in NUMBER.findall(text)}
 
 
 def _tokens(text: str) -> set[str]:
-    from rag.lexical import tokenize
-
     return {t for t in tokenize(text) if not t[0].isdigit()}
 
 

@@ -254,8 +254,8 @@ def make_pipeline(settings, retriever, llm, attribution: bool = True):
 
 
 def _no_attribution_class():
-    from rag.attribute import markers_in
     from rag.pipeline import Pipeline, is_refusal, leaks_prompt, to_citation
+    from rag.text.markers import markers_in
 
     class NoAttributionPipeline(Pipeline):
         """The answer as the model wrote it: refusal and prompt-leak checks stay, but no

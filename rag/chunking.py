@@ -23,56 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from rag.text.sentences import split_sentences
 from rag.types import Chunk, Document
 
-# Abbreviations (lowercase, with their dot) after which a sentence does not end.
-# Dotted multi-letter forms (o.a., d.w.z., m.b.t., e.e.a.) and single-letter initials
-# are recognised by pattern and need not be listed.
-ABBREVIATIONS = frozenset(
-    """
-    bijv. bv. nr. nrs. art. artt. mr. mevr. dhr. drs. dr. ir. ing. prof. ca. enz. etc.
-    zgn. zg. resp. incl. excl. jl. vgl. blz. pag. st. mln. mld. mrd. gem. evt. tel. fig.
-    hfst. par. jr. sr. vs. ggz. max. min. lid. no. sept. okt. nov. dec. jan. feb. aug.
-    """.split()
-)
-_DOTTED = re.compile(r"(?:[a-z]\.){2,}|[a-z]\.")
-_BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+[\"'‘“(\[]?[A-Z0-9À-ÖØ-Þ•–-])")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split Dutch text into sentences (whitespace inside the text is collapsed).
-
-    A sentence ends at ``. ! ? …`` (plus closing quotes/brackets) followed by whitespace
-    and a capital, digit, opening quote or bullet, except after known abbreviations
-    ("o.a.", "bijv.", "nr.", "art.", "mr.", ...) and initials ("J."). Decimal and
-    thousands separators ("3.3", "1.000") are never followed by whitespace, so they
-    never split.
-    """
-    text = " ".join(text.split())
-    sentences: list[str] = []
-    start = 0
-    for m in _BOUNDARY.finditer(text):
-        if _ends_in_abbreviation(text, start, m):
-            continue
-        piece = text[start : m.end()].strip()
-        if piece:
-            sentences.append(piece)
-        start = m.end()
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
-def _ends_in_abbreviation(text: str, start: int, m: re.Match[str]) -> bool:
-    if m.group().rstrip("\"'’”)]") != ".":
-        return False
-    word_start = max(text.rfind(" ", start, m.start()), text.rfind("(", start, m.start())) + 1
-    token = text[word_start : m.start() + 1].lower().lstrip("\"'‘“")
-    if word_start == start and token[:-1].isdigit():
-        return True  # list numbering: "3. Ontwikkelen van ..."
-    return token in ABBREVIATIONS or bool(_DOTTED.fullmatch(token))
 
 
 @dataclass

@@ -18,16 +18,15 @@ of that passage, as a heading often carries the subject the sentence leaves impl
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .attribute import Passage
-from .chunking import split_sentences
-from .lexical import tokenize
-
-IdfFn = Callable[[str], float]
+from .text.idf import IdfFn, uniform_idf
+from .text.numbers import COUNT_WORD
+from .text.sentences import split_sentences
+from .text.tokens import tokenize
+from .types import Passage
 
 # Question words and the kind of answer they ask for.
 _EXPECTS_NUMBER = re.compile(
@@ -63,15 +62,6 @@ _MONTH = re.compile(
     r"voorjaar|najaar|zomer|winter)\b",
     re.IGNORECASE,
 )
-_NUMBER_WORD = re.compile(
-    r"\b(een|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|elf|twaalf|twintig|dertig|honderd|duizend|"
-    r"miljoen|miljard|verdubbeld|gehalveerd|helft|procent)\b",
-    re.IGNORECASE,
-)
-
-
-def uniform_idf(_term: str) -> float:
-    return 1.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +134,7 @@ def answers_kind(text: str, kind: str | None) -> bool:
         return bool(_DIGIT.search(text) or _MONTH.search(text))
     if kind == "amount":
         return bool(_MONEY.search(text))
-    return bool(_DIGIT.search(text) or _NUMBER_WORD.search(text))
+    return bool(_DIGIT.search(text) or COUNT_WORD.search(text))
 
 
 def best_quote(
@@ -173,13 +163,3 @@ def best_quote(
         if answers_kind(text, kind) and len(text) >= 20:
             return replace(e, text=text)
     return None
-
-
-def bm25_idf(doc_freq: Callable[[str], int], n_docs: int) -> IdfFn:
-    """The BM25 (Robertson–Spärck Jones) IDF, always positive."""
-
-    def idf(term: str) -> float:
-        df = doc_freq(term)
-        return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-
-    return idf

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .chunking import split_sentences
+from .text.sentences import split_sentences
 
 _I = re.IGNORECASE
 PATTERNS: dict[str, re.Pattern[str]] = {

@@ -1,37 +1,16 @@
-"""The lexical side of the hybrid index: Dutch tokenisation + stemming and BM25 (bm25s)."""
+"""The lexical side of the hybrid index: BM25 (bm25s) over Dutch-stemmed tokens (rag.text.tokens)."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import bm25s
 import numpy as np
-import Stemmer
 
-_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("dutch")
-
-
-@lru_cache(maxsize=1)
-def dutch_stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_DUTCH
-
-    return frozenset(STOPWORDS_DUTCH)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed."""
-    stop = dutch_stopwords()
-    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
-    return _stemmer().stemWords(words)
+from .text.idf import bm25_idf
+from .text.tokens import tokenize
 
 
 class BM25Index:
@@ -75,9 +54,7 @@ class BM25Index:
         return int(self._df[tid]) if tid < len(self._df) else 0
 
     def idf(self):
-        """The BM25 IDF of a stemmed term over this generation's chunks (see rag.evidence)."""
-        from .evidence import bm25_idf
-
+        """The BM25 IDF of a stemmed term over this generation's chunks (see rag.text.idf)."""
         return bm25_idf(self.doc_freq, len(self.chunk_ids))
 
     def rows_for(self, chunk_ids: Iterable[int]) -> np.ndarray:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from .attribute import Attribution, Passage, attribute, strip_markers
-from .evidence import IdfFn, answers_kind, best_quote, expected_kind, focus, rank_evidence, uniform_idf
+from .attribute import Attribution, attribute
+from .evidence import answers_kind, best_quote, expected_kind, focus, rank_evidence
 from .guard import check_question
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
@@ -25,7 +25,10 @@ from .prompts import PromptSet
 from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
-from .types import Hit
+from .text.idf import IdfFn, uniform_idf
+from .text.markers import strip_markers
+from .text.sentences import split_sentences
+from .types import Hit, Passage
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
@@ -93,8 +96,6 @@ def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: i
 
 
 def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> str:
-    from .chunking import split_sentences
-
     out = ""
     for s in split_sentences(text):
         cand = f"{out} {s}".strip()

@@ -2,6 +2,7 @@
 
 ingest: ``Document`` (parsed file, list of ``Section``) -> chunking -> ``Chunk``
 index/retrieve: ``Chunk`` -> ``Hit`` (a chunk with its scores)
+context/evidence/attribution: ``Hit`` -> ``Passage`` (as shown to the model, under its marker)
 """
 
 from __future__ import annotations
@@ -100,3 +101,17 @@ class Hit:
             "bm25_score": None if self.bm25_score is None else round(float(self.bm25_score), 6),
             "text": self.text,
         }
+
+
+@dataclass
+class Passage:
+    """A passage as it was shown to the model, under its marker."""
+
+    marker: int
+    text: str
+    title: str = ""
+    section: str = ""
+
+    @property
+    def full_text(self) -> str:
+        return f"{self.title}\n{self.section}\n{self.text}"

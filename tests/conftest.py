@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.lexical import tokenize
 from rag.settings import Settings
+from rag.text.tokens import tokenize
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CORPUS = REPO / "data" / "voorbeeld"

@@ -1,6 +1,9 @@
 """Citation validation and post-hoc attribution (deterministic, no model)."""
 
-from rag.attribute import Passage, attribute, markers_in, normalise_number, numbers_in, strip_markers
+from rag.attribute import attribute
+from rag.text.markers import markers_in, strip_markers
+from rag.text.numbers import normalise_number, numbers_in
+from rag.types import Passage
 
 P = [
     Passage(1, "Voor mantelzorgondersteuning is in 2023 € 1.200.000 beschikbaar. Het programma Kansrijke Start loopt door.",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_document, chunk_text, split_sentences
+from rag.chunking import chunk_document, chunk_text
 from rag.ingest import parse_file
+from rag.text.sentences import split_sentences
 from rag.types import Document, Section
 
 TESTS = Path(__file__).resolve().parent

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from rag.attribute import Passage
 from rag.evidence import (
     answers_kind,
     best_quote,
-    bm25_idf,
     expected_kind,
     focus,
     rank_evidence,
-    uniform_idf,
 )
 from rag.pipeline import is_rewrite
+from rag.text.idf import bm25_idf, uniform_idf
+from rag.types import Passage
 
 P1 = Passage(
     marker=1,
