@@ -39,10 +39,10 @@ from .base import (
     available_backends,
     complete,
     get_backend_factory,
-    load_llm,
     register_backend,
     unregister_backend,
 )
+from .loader import load_llm
 
 __all__ = [
     "BUILTIN_BACKENDS",

@@ -33,12 +33,12 @@ import importlib
 import importlib.metadata
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rag.settings import Settings
+    pass
 
 __all__ = [
     "BUILTIN_BACKENDS",
@@ -59,7 +59,6 @@ __all__ = [
     "backend_target",
     "complete",
     "get_backend_factory",
-    "load_llm",
     "register_backend",
     "unregister_backend",
 ]
@@ -334,47 +333,3 @@ def backend_target(name: str) -> str | None:
         return BUILTIN_BACKENDS[key]
     ep = _entry_points().get(key)
     return ep.value if ep is not None else None
-
-
-def _worker_target(settings: Settings) -> str | None:
-    """The import string to run in a worker process, or None to build the backend inline."""
-    mode = getattr(settings, "llm_worker", "inline")
-    if mode == "inline":
-        return None
-    target = backend_target(settings.llm_backend)
-    if mode == "process":
-        if target is None:
-            raise BackendLoadError(
-                f"LLM backend {settings.llm_backend!r} was registered as an object and cannot run in a worker "
-                "process (llm_worker=process): register it as a 'module:attribute' string"
-            )
-        return target
-    key = _normalise(settings.llm_backend)
-    if key in NATIVE_BACKENDS and target == BUILTIN_BACKENDS.get(key):
-        return target
-    return None
-
-
-def load_llm(settings: Settings | None = None) -> LLMBackend:
-    """Build the backend named by ``settings.llm_backend`` from the settings (in a worker
-    process when ``settings.llm_worker`` says so: see rag/llm/worker.py)."""
-    if settings is None:
-        from rag.settings import get_settings
-
-        settings = get_settings()
-    factory = get_backend_factory(settings.llm_backend)
-    target = _worker_target(settings)
-    if target is not None:
-        from .worker import ProcessLLM
-
-        return ProcessLLM(target, settings.model_copy(update={"llm_worker": "inline"}))
-    build: Callable[[Any], Any] = getattr(factory, "from_settings", None) or factory
-    if not callable(build):
-        raise BackendLoadError(f"LLM backend {settings.llm_backend!r}: {factory!r} is not a factory")
-    try:
-        backend = build(settings)
-    except LLMError:
-        raise
-    except ImportError as exc:
-        raise BackendLoadError(f"LLM backend {settings.llm_backend!r} cannot be built: {exc}") from exc
-    return backend

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cpu import cpu_flags, vector_flags
+
 __all__ = [
     "AMX_MNEMONICS",
     "LibraryScan",
@@ -43,26 +45,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- CPU and build
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags (the ``flags`` line of /proc/cpuinfo; empty where there is none)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def vector_flags(flags: set[str] | None = None) -> list[str]:
-    """The flags that matter for llama.cpp's kernels, for messages and timing notes."""
-    flags = cpu_flags() if flags is None else flags
-    keep = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|bmi2|avx_vnni|avx512.*|amx.*)$")
-    return sorted(f for f in flags if keep.match(f))
 
 
 def llama_package_dir() -> Path | None:

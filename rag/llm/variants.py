@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .smoke import cpu_flags
+from .cpu import cpu_flags
 
 log = logging.getLogger(__name__)
 
