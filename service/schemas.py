@@ -95,14 +95,22 @@ class _Bound:
         return getattr(current_limits(), self.limit)
 
     def check(self, v: Any, bound: int) -> None:
+        """Raise pydantic's own error when the validated value ``v`` is beyond ``bound``."""
         raise NotImplementedError
 
-    def _validate(self, v: Any) -> Any:
-        self.check(v, self.value())
-        return v
+    def check_input(self, v: Any, bound: int) -> None:
+        """The same for the raw input, before the type's own validation (pydantic checks a
+        list's length first)."""
+
+    def _validate(self, v: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+        bound = self.value()
+        self.check_input(v, bound)
+        value = handler(v)
+        self.check(value, bound)
+        return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._validate, handler(source))
+        return core_schema.no_info_wrap_validator_function(self._validate, handler(source))
 
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> Any:
         js = handler(schema)
@@ -133,6 +141,10 @@ class MaxItems(_Bound):
     def check(self, v: list, bound: int) -> None:
         if len(v) > bound:
             raise PydanticKnownError("too_long", {"field_type": "List", "max_length": bound, "actual_length": len(v)})
+
+    def check_input(self, v: Any, bound: int) -> None:
+        if isinstance(v, list | tuple | set | frozenset):
+            self.check(v, bound)
 
 
 @dataclass(frozen=True)
