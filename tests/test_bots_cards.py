@@ -323,3 +323,41 @@ def test_answerer_counts_answers_and_runs_in_the_worker_pool():
     text = asyncio.run(run())
     assert 'vraagbaak_answers_total{endpoint="slack",refused="false"} 1.0' in text
     assert threads and threads[0].startswith("vraagbaak-worker")
+
+
+def test_a_cancelled_bot_question_stops_the_generation():
+    """Cancelling the bot's ask (the bot gives up on it) stops the LLM and frees the gate."""
+    import asyncio
+    import contextlib
+    import threading
+    import time
+
+    from rag.schema import TokenEvent
+    from service.limits import LLMGate
+
+    stopped = threading.Event()
+
+    class Slow(_Pipe):
+        def stream(self, question, history=None, filters=None, top_k=None, should_stop=None):
+            try:
+                for _ in range(500):  # 5 s of tokens
+                    time.sleep(0.01)
+                    yield TokenEvent(text=" woord")
+                    if should_stop():
+                        return
+            finally:
+                stopped.set()  # closed or stopped (the LLM stream with it)
+
+    async def run():
+        gate = LLMGate(1, 4, 60.0)
+        ask = _bot_answerer(lambda: Slow(), gate=gate).ask("Vraag?", [], caller="c", endpoint="teams")
+        task = asyncio.create_task(ask)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return gate.in_flight, time.monotonic() - t0
+
+    t0 = time.monotonic()
+    in_flight, seconds = asyncio.run(run())
+    assert in_flight == 0 and stopped.is_set() and seconds < 3
