@@ -12,12 +12,15 @@ request id; the traceback goes to the log under the same id.
 from __future__ import annotations
 
 import logging
+from typing import Any, NoReturn
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .limits import GateFull, retry_after_header
 
 log = logging.getLogger("vraagbaak.service")
 
@@ -56,6 +59,67 @@ class ApiError(StarletteHTTPException):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status_code=status, detail=message, headers=headers)
         self.code = code
+
+
+class NotReady(ApiError):
+    """No pipeline: the models are still loading (503 + Retry-After), or failed to load."""
+
+    def __init__(self, failed: bool = False) -> None:
+        if failed:
+            super().__init__(503, "not_ready", "the service failed to load its models; see the server log")
+        else:
+            super().__init__(503, "not_ready", "the models are still loading", headers={"Retry-After": "10"})
+
+
+class LLMBusy(ApiError):
+    """The LLM gate refused: its queue is full, or the wait for a slot timed out."""
+
+    def __init__(self, exc: GateFull) -> None:
+        why = " (queue full)" if exc.reason == "queue_full" else " (waited too long)"
+        super().__init__(
+            503, "llm_busy", "the language model is busy; try again later" + why,
+            headers={"Retry-After": retry_after_header(exc.retry_after)},
+        )
+
+
+class LLMUnavailable(ApiError):
+    """The LLM backend said it is overloaded or unreachable (rag.llm.LLMUnavailableError)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            503, "llm_unavailable", "the language model is unavailable; try again later",
+            headers={"Retry-After": retry_after_header(retry_after)},
+        )
+
+
+class ClientClosed(ApiError):
+    """The client went away before its answer was ready (nobody reads this response)."""
+
+    def __init__(self, message: str = "the client closed the request") -> None:
+        super().__init__(499, "client_closed", message)
+
+
+_DESCRIPTIONS = {
+    400: "Malformed body (e.g. not UTF-8)",
+    401: "Missing, invalid or revoked API key",
+    403: "Needs an admin key",
+    404: "Not found (or not visible to this key)",
+    409: "Another ingest is running",
+    413: "Body too large",
+    422: "Invalid request",
+    429: "Rate limit exceeded (see Retry-After)",
+    503: "The LLM is busy or unavailable, or the models are loading (see Retry-After)",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route for these error statuses."""
+    return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS[c]} for c in codes}
+
+
+def invalid(loc: tuple, msg: str, type_: str = "value_error") -> NoReturn:
+    """Raise a 422 in the same shape as FastAPI's own validation errors."""
+    raise RequestValidationError([{"loc": loc, "msg": msg, "type": type_}])
 
 
 def request_id(request: Request) -> str | None:

@@ -228,23 +228,48 @@ def test_rendered_examples_are_up_to_date():
 # --------------------------------------------------------------------------- the shared answerer
 
 
+class _Pipe:
+    """A pipeline stand-in: one DoneEvent, or the error given."""
+
+    def __init__(self, error=None):
+        self.calls, self.error = [], error
+
+    def ask(self, question, filters=None):
+        self.calls.append((question, filters))
+        if self.error:
+            raise self.error
+        return _answer(text="Antwoord [1].")
+
+    def stream(self, question, history=None, filters=None, top_k=None, should_stop=None):
+        from rag.schema import DoneEvent
+
+        yield DoneEvent(answer=self.ask(question, filters=filters))
+
+
+def _bot_answerer(provider, *, gate=None, audit=None, max_question_chars=2000, metrics=None):
+    """A BotAnswerer over its own answering service (the service's own is app.state.vb.answers)."""
+    from service.answering import AnswerService
+    from service.bots.common import BotAnswerer
+    from service.limits import LLMGate
+    from service.metrics import Metrics
+    from service.schemas import RequestLimits
+    from service.workers import WorkerPool
+
+    return BotAnswerer(AnswerService(
+        provider, gate=gate or LLMGate(1, 4, 60.0), workers=WorkerPool(2), metrics=metrics or Metrics(),
+        limits=RequestLimits(max_question_chars=max_question_chars), audit=audit,
+    ))
+
+
 def test_answerer_always_filters_uses_the_gate_and_audits(tmp_path):
     import asyncio
 
     from rag.llm import LLMUnavailableError
-    from service.bots.common import BotAnswerer, TTLCache
+    from service.bots.common import TTLCache
     from service.limits import LLMGate
     from service.logging import AuditLog
 
-    class Pipe:
-        def __init__(self, error=None):
-            self.calls, self.error = [], error
-
-        def ask(self, question, filters=None):
-            self.calls.append((question, filters))
-            if self.error:
-                raise self.error
-            return _answer(text="Antwoord [1].")
+    Pipe, BotAnswerer = _Pipe, _bot_answerer  # a pipeline stand-in; a BotAnswerer over its own AnswerService
 
     async def run():
         pipe, gate = Pipe(), LLMGate(1, 0, 1.0)
@@ -272,3 +297,67 @@ def test_answerer_always_filters_uses_the_gate_and_audits(tmp_path):
     cache = TTLCache(ttl=60, max_items=2)
     assert cache.add("a") and not cache.add("a") and cache.add("b") and cache.add("c")
     assert "a" not in cache and "c" in cache and len(cache) == 2
+
+
+def test_answerer_counts_answers_and_runs_in_the_worker_pool():
+    """A bot's answer is counted like the API's (vraagbaak_answers_total, by endpoint) and
+    generated in the service's lower-priority worker threads, not in asyncio's default pool."""
+    import asyncio
+    import threading
+
+    from service.metrics import Metrics
+
+    threads = []
+
+    class Pipe(_Pipe):
+        def stream(self, *args, **kw):
+            threads.append(threading.current_thread().name)
+            yield from super().stream(*args, **kw)
+
+    async def run():
+        metrics = Metrics()
+        reply = await _bot_answerer(lambda: Pipe(), metrics=metrics).ask("Vraag?", [], caller="c", endpoint="slack")
+        assert reply.answer is not None
+        return metrics.render().decode()
+
+    text = asyncio.run(run())
+    assert 'vraagbaak_answers_total{endpoint="slack",refused="false"} 1.0' in text
+    assert threads and threads[0].startswith("vraagbaak-worker")
+
+
+def test_a_cancelled_bot_question_stops_the_generation():
+    """Cancelling the bot's ask (the bot gives up on it) stops the LLM and frees the gate."""
+    import asyncio
+    import contextlib
+    import threading
+    import time
+
+    from rag.schema import TokenEvent
+    from service.limits import LLMGate
+
+    stopped = threading.Event()
+
+    class Slow(_Pipe):
+        def stream(self, question, history=None, filters=None, top_k=None, should_stop=None):
+            try:
+                for _ in range(500):  # 5 s of tokens
+                    time.sleep(0.01)
+                    yield TokenEvent(text=" woord")
+                    if should_stop():
+                        return
+            finally:
+                stopped.set()  # closed or stopped (the LLM stream with it)
+
+    async def run():
+        gate = LLMGate(1, 4, 60.0)
+        ask = _bot_answerer(lambda: Slow(), gate=gate).ask("Vraag?", [], caller="c", endpoint="teams")
+        task = asyncio.create_task(ask)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return gate.in_flight, time.monotonic() - t0
+
+    t0 = time.monotonic()
+    in_flight, seconds = asyncio.run(run())
+    assert in_flight == 0 and stopped.is_set() and seconds < 3

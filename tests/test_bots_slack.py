@@ -172,6 +172,19 @@ def test_direct_message_answered_in_thread(world):
     assert "Begroting 2023 zorg" in msg["blocks"][1]["elements"][0]["text"]
 
 
+def test_answers_go_through_the_services_answering_service(world):
+    """The bot answers through the service's AnswerService: its answers are in the
+    service's /metrics, by endpoint, and the LLM gate is free again afterwards."""
+    import urllib.request
+
+    payload = event("<@UBOT> Wat is een motie over preventie?", channel="CMETRICS")
+    world.post(payload)
+    final_message(world.fake, "CMETRICS", payload["event"]["ts"])
+    text = urllib.request.urlopen(world.url + "/metrics", timeout=5).read().decode()
+    assert 'vraagbaak_answers_total{endpoint="slack"' in text
+    assert wait_for(lambda: world.app.state.vb.gate.in_flight == 0)
+
+
 def test_not_ready_and_failure_are_told_in_dutch(corpus_root, fake_slack):
     fake, url = fake_slack
     w = World(corpus_root, fake, url, FakeLLM(), provider=lambda: None)  # models still loading

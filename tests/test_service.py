@@ -439,6 +439,38 @@ def test_body_size_limit(make_env):
         assert "too large" in r.json()["error"]["message"]
 
 
+def test_request_limits_come_from_the_settings(corpus_root, tmp_path):
+    """The request bodies are module-level (service.schemas); the bounds they are validated
+    against, and that the OpenAPI document states, are the serving app's settings."""
+    import pydantic
+
+    from service.schemas import AskRequest, RequestLimits, request_limits
+
+    settings = Settings(index_dir=corpus_root / "index", models_dir=corpus_root / "models", refusal_min_score=0.0,
+                        max_question_chars=50)
+    cfg = ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0, max_top_k=3, max_history_turns=1)
+    app = create_app(settings, make_pipeline(settings, HashEmbedder(), FakeLLM()), service_settings=cfg)
+    h = {"X-API-Key": app.state.vb.keys.add("k", "reader")}
+    turn = {"role": "user", "content": "vraag"}
+    with TestClient(app) as c:
+        assert c.post("/v1/ask", json={"question": "x" * 50}, headers=h).status_code == 200
+        too_much = ({"question": "x" * 51}, {"question": "Wat?", "top_k": 4}, {"question": "Wat?", "history": [turn] * 2})
+        for body in too_much:
+            r = c.post("/v1/ask", json=body, headers=h)
+            assert r.status_code == 422, body
+        assert "50" in c.post("/v1/ask", json={"question": "x" * 51}, headers=h).json()["error"]["message"]
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 51}]}, headers=h)
+        assert r.status_code == 422 and "50" in r.json()["error"]["message"]
+        ask = c.get("/openapi.json").json()["components"]["schemas"]["AskRequest"]["properties"]
+        assert ask["question"]["maxLength"] == 50 and ask["history"]["maxItems"] == 1
+    # outside the service: the settings' defaults, or the limits given
+    assert AskRequest(question="x" * 2000).question
+    with pytest.raises(pydantic.ValidationError, match="at most 2000 characters"):
+        AskRequest(question="x" * 2001)
+    with request_limits(RequestLimits(max_question_chars=10)), pytest.raises(pydantic.ValidationError):
+        AskRequest(question="x" * 11)
+
+
 # --------------------------------------------------------------------------- rate limit, gate
 
 

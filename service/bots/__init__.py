@@ -24,8 +24,9 @@ __all__ = ["BotSettings", "mount_bots", "mount_slack", "mount_teams"]
 
 
 def mount_bots(app, pipeline_provider: Callable[[], Any] | None = None, settings: BotSettings | None = None) -> None:
-    """Mount the Slack and the Teams bot on ``app`` (the service's pipeline, LLM gate and
-    feedback store by default)."""
+    """Mount the Slack and the Teams bot on ``app`` (by default they answer through the
+    service's answering service — its pipeline, LLM gate, worker pool, metrics and audit log —
+    and store feedback in its feedback store)."""
     settings = settings or BotSettings()
     mount_slack(app, pipeline_provider, settings)
     mount_teams(app, pipeline_provider, settings)

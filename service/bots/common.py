@@ -1,10 +1,9 @@
-"""What the Slack and Teams bots share: answering a question with the pipeline (behind the
-service's LLM gate, with the bot's access groups), a bounded TTL cache for de-duplication,
+"""What the Slack and Teams bots share: answering a question through the service's
+answering service (with the bot's access groups), a bounded TTL cache for de-duplication,
 and where feedback goes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 from rag.retrieve import Filters
 from rag.schema import Answer
+from service.answering import AnswerService
+from service.errors import LLMBusy, LLMUnavailable, NotReady
 
 from . import cards
 
@@ -70,63 +71,37 @@ class BotReply:
 
 
 class BotAnswerer:
-    """Runs ``pipeline.ask`` for a bot: in a worker thread, behind the service's LLM gate
-    (when one is given), always with a group filter, so a bot sees public documents plus
-    its configured groups and never more.
+    """A bot's questions, answered by the service's :class:`service.answering.AnswerService`
+    (the same LLM gate, lower-priority worker pool, metrics and audit log as the HTTP API),
+    always with a group filter, so a bot sees public documents plus its configured groups
+    and never more. What goes wrong becomes a notice for the user (service/bots/cards.py).
 
-    ``pipeline_provider()`` returns the pipeline, or None while the models still load."""
+    Cancelling :meth:`ask` stops the generation (the asker is gone)."""
 
-    def __init__(
-        self,
-        pipeline_provider: Callable[[], Any],
-        *,
-        gate: Any = None,
-        audit: Any = None,
-        max_question_chars: int = 2000,
-    ) -> None:
-        self.pipeline_provider = pipeline_provider
-        self.gate = gate
-        self.audit = audit
-        self.max_question_chars = max_question_chars
+    def __init__(self, answers: AnswerService) -> None:
+        self.answers = answers
 
     async def ask(self, question: str, groups: list[str], *, caller: str, endpoint: str) -> BotReply:
         question = question.strip()
         if not question:
             return BotReply(notice=cards.EMPTY_QUESTION)
-        if len(question) > self.max_question_chars:
-            return BotReply(notice=cards.TOO_LONG.format(max=self.max_question_chars))
-        pipeline = self.pipeline_provider()
-        if pipeline is None:
-            return BotReply(notice=cards.NOT_READY)
+        max_chars = self.answers.limits.max_question_chars
+        if len(question) > max_chars:
+            return BotReply(notice=cards.TOO_LONG.format(max=max_chars))
         filters = Filters(groups=list(groups))  # never None: None would mean "no access filtering"
-        ticket = None
-        if self.gate is not None:
-            from service.limits import GateFull
-
-            try:
-                ticket = await self.gate.acquire()
-            except GateFull:
-                return BotReply(notice=cards.BUSY)
         try:
-            answer = await asyncio.to_thread(pipeline.ask, question, filters=filters)
-        except Exception as exc:
-            from rag.llm import LLMUnavailableError
-
-            if isinstance(exc, LLMUnavailableError):
-                log.warning("bot: LLM unavailable", extra={"caller": caller})
-                return BotReply(notice=cards.BUSY)
+            answer = await self.answers.answer(question, [], filters)
+        except NotReady:
+            return BotReply(notice=cards.NOT_READY)
+        except LLMBusy:
+            return BotReply(notice=cards.BUSY)
+        except LLMUnavailable:
+            log.warning("bot: LLM unavailable", extra={"caller": caller})
+            return BotReply(notice=cards.BUSY)
+        except Exception:
             log.exception("bot: answering failed", extra={"caller": caller})
             return BotReply(notice=cards.FAILED)
-        finally:
-            if ticket is not None:
-                self.gate.release(ticket)
-        if self.audit is not None:
-            try:
-                self.audit.record(
-                    request_id=uuid.uuid4().hex[:16], caller=caller, endpoint=endpoint, question=question, answer=answer
-                )
-            except Exception:  # the audit log must never break an answer
-                log.exception("bot: audit log failed")
+        self.answers.record(question, answer, endpoint, caller=caller, request_id=uuid.uuid4().hex[:16])
         log.info(
             "bot answer",
             extra={"caller": caller, "endpoint": endpoint, "refused": answer.refused, "answer_id": answer.id,
@@ -136,16 +111,30 @@ class BotAnswerer:
 
 
 def service_state(app: Any) -> Any:
-    """The Vraagbaak service's state (service/app.py) when the bots are mounted in it."""
-    return getattr(getattr(app, "state", None), "vb", None)
+    """The Vraagbaak service's state (service/state.py) when the bots are mounted in it."""
+    return getattr(app.state, "vb", None)
 
 
-def default_pipeline_provider(app: Any) -> Callable[[], Any]:
-    def provider():
+def answer_service(
+    app: Any, answers: AnswerService | None = None, pipeline_provider: Callable[[], Any] | None = None
+) -> AnswerService:
+    """The answering service of a bot: the given one, else the Vraagbaak service's
+    (``app.state.vb.answers``), else a new one as the settings say; with
+    ``pipeline_provider`` (returns the pipeline, None while loading) over that pipeline."""
+    if answers is None:
         state = service_state(app)
-        return getattr(state, "pipeline", None) if state is not None else None
+        if state is not None:
+            answers = state.answers
+        else:
+            from rag.settings import Settings
+            from service.config import ServiceSettings
 
-    return provider
+            answers = AnswerService.from_settings(Settings(), ServiceSettings(), pipeline_provider or _no_pipeline)
+    return answers.with_pipeline(pipeline_provider) if pipeline_provider is not None else answers
+
+
+def _no_pipeline() -> None:
+    return None
 
 
 def feedback_store(app: Any, feedback: Any = None) -> Any:
@@ -154,7 +143,7 @@ def feedback_store(app: Any, feedback: Any = None) -> Any:
     if feedback is not None:
         return feedback
     state = service_state(app)
-    if state is not None and getattr(state, "feedback", None) is not None:
+    if state is not None:
         return state.feedback
     from service.config import ServiceSettings
     from service.feedback import FeedbackStore

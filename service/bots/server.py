@@ -1,7 +1,8 @@
 """The bots as their own process (``vraagbaak bots serve`` / ``python -m service.bots``):
 a small FastAPI app with ``/healthz``, ``/readyz``, ``/slack/events`` and
-``/api/teams/messages``, its own pipeline (loaded in the background), LLM gate and the
-service's feedback store (``data_dir/feedback.sqlite``, shared with ``/v1/feedback`` when
+``/api/teams/messages``, its own pipeline (loaded in the background) and answering service
+(:class:`service.answering.AnswerService`: LLM gate, lower-priority worker pool, metrics) and
+the service's feedback store (``data_dir/feedback.sqlite``, shared with ``/v1/feedback`` when
 both run on one machine).
 
 With ``--socket-mode`` Slack is reached over Socket Mode (``SLACK_APP_TOKEN``, an
@@ -47,9 +48,9 @@ class _PipelineHolder:
 def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettings | None = None,
                     service_settings=None, *, socket_mode: bool = False) -> FastAPI:
     from rag.settings import Settings
+    from service.answering import AnswerService
     from service.config import ServiceSettings
     from service.feedback import FeedbackStore
-    from service.limits import LLMGate
 
     from .slack import build_slack_app, mount_slack
     from .teams import mount_teams
@@ -58,7 +59,7 @@ def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettin
     cfg = service_settings or ServiceSettings()
     bot_settings = bot_settings or BotSettings()
     holder = _PipelineHolder(pipeline)
-    gate = LLMGate(cfg.llm_concurrency, cfg.llm_queue, cfg.llm_queue_timeout)
+    answers = AnswerService.from_settings(settings, cfg, holder, load_error=lambda: holder.error)
     feedback = FeedbackStore(cfg.feedback_db)
 
     @contextlib.asynccontextmanager
@@ -73,7 +74,7 @@ def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettin
 
             if not (bot_settings.slack_bot_token and bot_settings.slack_app_token):
                 raise RuntimeError("Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
-            answerer = BotAnswerer(holder, gate=gate, max_question_chars=settings.max_question_chars)
+            answerer = BotAnswerer(answers)
             bolt = build_slack_app(bot_settings, answerer, feedback)
             handler = AsyncSocketModeHandler(bolt, bot_settings.secret("slack_app_token"))
             socket_task = asyncio.create_task(handler.start_async())
@@ -85,6 +86,7 @@ def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettin
                 socket_task.cancel()
                 with contextlib.suppress(Exception):
                     await handler.close_async()
+            answers.workers.shutdown()
 
     app = FastAPI(title="Vraagbaak bots", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -100,8 +102,8 @@ def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettin
         return JSONResponse({"status": status}, status_code=503)
 
     if not socket_mode:
-        mount_slack(app, holder, bot_settings, feedback=feedback, gate=gate)
-    mount_teams(app, holder, bot_settings, feedback=feedback, gate=gate)
+        mount_slack(app, None, bot_settings, feedback=feedback, answers=answers)
+    mount_teams(app, None, bot_settings, feedback=feedback, answers=answers)
     return app
 
 

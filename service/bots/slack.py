@@ -27,8 +27,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from service.answering import AnswerService
+
 from . import cards
-from .common import BotAnswerer, TTLCache, default_pipeline_provider, feedback_store, service_state
+from .common import BotAnswerer, TTLCache, answer_service, feedback_store
 from .config import BotSettings, lookup_groups
 
 log = logging.getLogger("vraagbaak.bots.slack")
@@ -166,28 +168,23 @@ def mount_slack(
     settings: BotSettings | None = None,
     *,
     feedback: Any = None,
-    gate: Any = None,
+    answers: AnswerService | None = None,
     path: str = "/slack/events",
 ):
     """Add ``POST /slack/events`` to ``app``. A no-op (one log line) without
     ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET``. Returns the Bolt app or None.
 
-    ``pipeline_provider``: returns the pipeline (None while loading); default: the service's
-    (``app.state.vb.pipeline``). ``feedback``/``gate`` default to the service's store and
-    LLM gate when ``app`` is the Vraagbaak service."""
+    ``answers`` (the answering service: LLM gate, worker pool, metrics, audit log) and
+    ``feedback`` default to the Vraagbaak service's when ``app`` is that service.
+    ``pipeline_provider``: returns the pipeline (None while loading) to answer with instead
+    of the service's."""
     settings = settings or BotSettings()
     if not settings.slack_enabled:
         log.info("slack bot disabled: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not both set")
         return None
     from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 
-    state = service_state(app)
-    answerer = BotAnswerer(
-        pipeline_provider or default_pipeline_provider(app),
-        gate=gate if gate is not None else getattr(state, "gate", None),
-        audit=getattr(state, "audit", None),
-        max_question_chars=int(getattr(getattr(state, "settings", None), "max_question_chars", 2000)),
-    )
+    answerer = BotAnswerer(answer_service(app, answers, pipeline_provider))
     bolt = build_slack_app(settings, answerer, feedback_store(app, feedback))
     handler = AsyncSlackRequestHandler(bolt)
 

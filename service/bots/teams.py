@@ -31,8 +31,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from service.answering import AnswerService
+
 from . import cards
-from .common import BotAnswerer, TTLCache, default_pipeline_provider, feedback_store, service_state
+from .common import BotAnswerer, TTLCache, answer_service, feedback_store
 from .config import BotSettings, lookup_groups
 from .teams_auth import AuthError, BotFrameworkAuth
 
@@ -195,14 +197,15 @@ def mount_teams(
     settings: BotSettings | None = None,
     *,
     feedback: Any = None,
-    gate: Any = None,
+    answers: AnswerService | None = None,
     path: str = "/api/teams/messages",
     token_provider_factory: Callable[[Any], Any] | None = None,
 ) -> TeamsBot | None:
     """Add ``POST /api/teams/messages`` to ``app``. Without ``TEAMS_APP_ID`` nothing is added
     (the path answers 404) and one line is logged. Returns the bot or None.
 
-    ``token_provider_factory``: builds the provider of outgoing tokens from an
+    ``answers``, ``feedback`` and ``pipeline_provider``: as for
+    :func:`service.bots.slack.mount_slack`. ``token_provider_factory``: builds the provider of outgoing tokens from an
     ``AgentAuthConfiguration`` (default: MSAL client credentials against Entra ID; tests
     pass a fake)."""
     settings = settings or BotSettings()
@@ -215,13 +218,7 @@ def mount_teams(
     from microsoft_agents.hosting.core.authorization import ClaimsIdentity
     from microsoft_agents.hosting.fastapi import CloudAdapter
 
-    state = service_state(app)
-    answerer = BotAnswerer(
-        pipeline_provider or default_pipeline_provider(app),
-        gate=gate if gate is not None else getattr(state, "gate", None),
-        audit=getattr(state, "audit", None),
-        max_question_chars=int(getattr(getattr(state, "settings", None), "max_question_chars", 2000)),
-    )
+    answerer = BotAnswerer(answer_service(app, answers, pipeline_provider))
     adapter = CloudAdapter(connection_manager=_connections(settings, token_provider_factory))
 
     async def on_turn_error(context, error: Exception) -> None:  # the SDK's default echoes the exception text
