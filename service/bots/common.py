@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import cachetools
 
 from rag.retrieve import Filters
 from rag.schema import Answer
@@ -25,40 +25,27 @@ log = logging.getLogger("vraagbaak.bots")
 
 class TTLCache:
     """A set of recently seen keys (event ids, message ids): at most ``max_items``, each
-    kept ``ttl`` seconds. Thread-safe."""
+    kept ``ttl`` seconds (``cachetools.TTLCache`` under a lock). Thread-safe."""
 
     def __init__(self, ttl: float = 3600.0, max_items: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_items = max_items
-        self._items: OrderedDict[str, float] = OrderedDict()
+        self._items: cachetools.TTLCache[str, bool] = cachetools.TTLCache(maxsize=max_items, ttl=ttl)
         self._lock = threading.Lock()
 
-    def _expire(self, now: float) -> None:
-        while self._items:
-            _key, t = next(iter(self._items.items()))
-            if now - t < self.ttl and len(self._items) <= self.max_items:
-                break
-            self._items.popitem(last=False)
-
     def __contains__(self, key: str) -> bool:
-        now = time.monotonic()
         with self._lock:
-            self._expire(now)
             return key in self._items
 
     def add(self, key: str) -> bool:
         """Remember ``key``; False when it was already there (a duplicate)."""
-        now = time.monotonic()
         with self._lock:
-            self._expire(now)
             if key in self._items:
                 return False
-            self._items[key] = now
-            self._expire(now)
+            self._items[key] = True
             return True
 
     def __len__(self) -> int:
         with self._lock:
+            self._items.expire()
             return len(self._items)
 
 
