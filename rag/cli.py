@@ -316,6 +316,8 @@ def _stream_answer(pipeline, question: str, history=None, filters=None, top_k=No
             typer.echo(event.text, nl=False)
         elif isinstance(event, DoneEvent):
             answer = event.answer
+    if answer is None:  # the pipeline's stream always ends with a DoneEvent
+        raise RuntimeError("the answer stream ended without its final event")
     if raw and answer.answer.strip() != raw.strip():
         typer.secho("\n\nGecontroleerd antwoord:", bold=True)
         typer.echo(answer.answer, nl=False)
@@ -371,6 +373,7 @@ def ask(
     if as_json:
         typer.echo(pipeline.ask(question, filters=filters, top_k=top_k).model_dump_json(indent=2))
         return
+    assert question is not None  # checked above: a QUESTION or --questions
     _stream_answer(pipeline, question, filters=filters, top_k=top_k)
 
 

@@ -301,7 +301,7 @@ def search_params(
     if ivf is None:
         return faiss.SearchParameters(sel=sel) if sel is not None else None
     probe = nprobe or ivf.nprobe
-    if sel is not None and index.ntotal:
+    if sel is not None and allowed is not None and index.ntotal:
         fraction = min(1.0, len(allowed) / index.ntotal)
         probe = int(np.ceil(probe / fraction))
     kwargs: dict[str, Any] = {"nprobe": max(1, min(probe, ivf.nlist))}
@@ -498,6 +498,7 @@ class IndexWriter:
                 "INSERT INTO chunks (doc_id, position, text, heading_path, page) VALUES (?,?,?,?,?)",
                 (doc.doc_id, c.position, c.text, json.dumps(c.heading_path, ensure_ascii=False), c.page),
             )
+            assert cur.lastrowid is not None  # set by every INSERT
             c.chunk_id = int(cur.lastrowid)
             ids.append(c.chunk_id)
         if ids:

@@ -145,8 +145,8 @@ def ingest_paths(
             # still there but failed to parse keeps its previous version)
             paths_by_doc = writer.document_paths()
             for doc_id in sorted(writer.doc_ids() - seen):
-                path = paths_by_doc.get(doc_id)
-                if path and Path(path).exists():
+                known = paths_by_doc.get(doc_id)
+                if known and Path(known).exists():
                     continue
                 writer.remove(doc_id)
                 report.removed.append(doc_id)

@@ -303,7 +303,7 @@ class Pipeline:
                 if should_stop is not None and should_stop():
                     return
         finally:
-            gen.close()
+            gen.close()  # type: ignore[attr-defined]  # every backend streams from a generator
         t_end = time.perf_counter()
         timings.completion_tokens = n_tokens
         if t_first is not None:

@@ -214,9 +214,9 @@ def rank(
     elif fusion == "rrf":
         fused = {}
         w = weight_bm25
-        for r, cid in enumerate(sorted(dense, key=dense.get, reverse=True)):
+        for r, cid in enumerate(sorted(dense, key=lambda c: dense[c], reverse=True)):
             fused[cid] = fused.get(cid, 0.0) + (1 - w) / (RRF_K + r + 1)
-        for r, cid in enumerate(sorted(bm25, key=bm25.get, reverse=True)):
+        for r, cid in enumerate(sorted(bm25, key=lambda c: bm25[c], reverse=True)):
             if bm25[cid] > 0:
                 fused[cid] = fused.get(cid, 0.0) + w / (RRF_K + r + 1)
     else:  # score
@@ -230,10 +230,10 @@ def rank(
         }
 
     best = sorted(fused, key=lambda c: (-fused[c], c))[:top_k]
-    rows = snap.chunk_rows(best)
+    rows_by_id = snap.chunk_rows(best)
     hits: list[Hit] = []
     for r, cid in enumerate(best, start=1):
-        row = rows.get(cid)
+        row = rows_by_id.get(cid)
         if row is None:  # vector without metadata cannot happen in a published generation
             continue
         hits.append(

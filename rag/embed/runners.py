@@ -39,7 +39,7 @@ class _TorchRunner:
         if max_seq_length:
             self.model.max_seq_length = min(max_seq_length, self.model.max_seq_length or max_seq_length)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.full_dim = int(get_dim())
+        self.full_dim = int(get_dim() or 0)
         self.model.truncate_dim = truncate_dim  # sentence-transformers' own Matryoshka truncation
         n_gpus = torch.cuda.device_count() if device == "cuda" else 0
         self.devices = pool_devices(device, processes, n_gpus)

@@ -277,8 +277,8 @@ def smoke_test(
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stderr or b"")
-        out = out.decode(errors="replace") if isinstance(out, bytes) else out
+        raw = exc.stderr or b""
+        out = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         return SmokeResult(False, str(model_path), None, time.monotonic() - t0, output=out, timed_out=True,
                            build=build)
     seconds = time.monotonic() - t0

@@ -233,11 +233,11 @@ class TransformersBackend(ChatMixin):
             except queue.Empty as exc:
                 raise LLMTimeoutError(f"no token from the model in {self.stream_timeout} s") from exc
             if errors:
-                exc = errors[0]
+                err = errors[0]
                 oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-                if oom is not None and isinstance(exc, oom):
-                    raise LLMUnavailableError(f"the GPU is out of memory: {exc}", retry_after=5.0) from exc
-                raise LLMError(f"transformers generation failed: {exc!r}") from exc
+                if oom is not None and isinstance(err, oom):
+                    raise LLMUnavailableError(f"the GPU is out of memory: {err}", retry_after=5.0) from err
+                raise LLMError(f"transformers generation failed: {err!r}") from err
         finally:
             cancel.set()  # stops generate() after the current token
             thread.join(_JOIN_TIMEOUT)

@@ -72,8 +72,8 @@ def use_llama_variant(wanted: str = "auto") -> str:
     name = choose_variant(wanted)
     if name is None:
         return "portable"
-    path = str(variants_dir() / name)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    log.info("llama.cpp build: %s (%s)", name, path)
+    folder = str(variants_dir() / name)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    log.info("llama.cpp build: %s (%s)", name, folder)
     return name

@@ -400,8 +400,8 @@ def _stage_parts(spec: ModelSpec, staging: Path, fetcher: Fetcher, progress: boo
                         bar.update(1)
                 errors = [f for f in done if f.exception() is not None]
                 if errors:
-                    for f in pending:
-                        f.cancel()
+                    for other in pending:
+                        other.cancel()
                     wait(pending)  # let the running ones finish (their parts are kept)
                     first = min(errors, key=lambda f: futures[f])
                     raise first.exception()  # type: ignore[misc]

@@ -101,8 +101,8 @@ class ModelSpec:
             raise ValueError(f"{self.name}: a concat model has exactly one check, path '.'")
         if "/" in self.name or self.name.startswith("."):
             raise ValueError(f"bad model name {self.name!r}")
-        sizes = [p.size for p in self.parts]
-        if self.total_size is not None and None not in sizes and sum(sizes) != self.total_size:
+        sizes = [p.size for p in self.parts if p.size is not None]
+        if self.total_size is not None and len(sizes) == len(self.parts) and sum(sizes) != self.total_size:
             raise ValueError(f"{self.name}: part sizes add up to {sum(sizes)}, not {self.total_size}")
 
     @property

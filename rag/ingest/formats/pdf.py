@@ -25,11 +25,11 @@ def parse_pdf(data: bytes) -> Parsed:
         raise IngestError(f"corrupt PDF: {exc}") from exc
     if reader.is_encrypted:
         try:
-            opened = reader.decrypt("")
+            opened = bool(reader.decrypt(""))  # PasswordType.NOT_DECRYPTED is 0
         except DependencyError as exc:
             raise IngestError(f"encrypted PDF: cannot decrypt ({exc})") from exc
         except Exception:
-            opened = 0
+            opened = False
         if not opened:
             raise IngestError("encrypted PDF (password protected): cannot extract text")
 
