@@ -154,7 +154,7 @@ def _describe_limits(app: FastAPI, state: ServiceState) -> None:
         with request_limits(state.answers.limits):
             return generate()
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to override it
 
 
 def _fastapi_class():

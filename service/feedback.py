@@ -69,6 +69,7 @@ class FeedbackStore:
                         "INSERT INTO feedback (answer_id, rating, comment, caller, created_at) VALUES (?,?,?,?,?)",
                         (answer_id, rating, comment, caller, time.time()),
                     )
+                    assert cur.lastrowid is not None  # set by every INSERT
                     fid = int(cur.lastrowid)
                 else:
                     fid = int(row[0])

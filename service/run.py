@@ -117,6 +117,7 @@ class PipelineRun:
         return self._stop.is_set()
 
     def _put(self, item) -> None:
+        assert self._loop is not None  # set by start(), before the work runs
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the loop is closed (shutdown)

@@ -18,7 +18,7 @@ fixed bound.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -36,7 +36,7 @@ from .config import ServiceSettings
 # --------------------------------------------------------------------------- limits from the settings
 
 
-def _default(model: type, name: str) -> Any:
+def _default(model: type[BaseModel], name: str) -> Any:
     return model.model_fields[name].default
 
 
@@ -138,7 +138,7 @@ class MaxItems(_Bound):
 
     json_key = "maxItems"
 
-    def check(self, v: list, bound: int) -> None:
+    def check(self, v: Sized, bound: int) -> None:
         if len(v) > bound:
             raise PydanticKnownError("too_long", {"field_type": "List", "max_length": bound, "actual_length": len(v)})
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rag.llm import GenerationParams, LLMUnavailableError
 
@@ -210,7 +211,7 @@ class LiveServer:
         self.app = app
         self.host = host
         self.port = port or free_port(host)
-        self.server = None
+        self.server: Any = None  # a uvicorn.Server while running
         self.thread: threading.Thread | None = None
 
     @property
@@ -224,11 +225,11 @@ class LiveServer:
             self.app, host=self.host, port=self.port, log_config=None, access_log=False, lifespan="on",
             timeout_graceful_shutdown=3,
         )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+        server = self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
-        while not self.server.started:
+        while not server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)

@@ -75,7 +75,7 @@ def build_slack_app(
     )
     seen_events = seen_events or TTLCache(ttl=3600, max_items=10_000)
     seen_messages = TTLCache(ttl=3600, max_items=10_000)
-    bolt.vraagbaak_seen_events = seen_events  # for tests and metrics
+    bolt.vraagbaak_seen_events = seen_events  # type: ignore[attr-defined]  # for tests and metrics
 
     @bolt.middleware
     async def drop_retries(req, resp, next):

@@ -109,12 +109,12 @@ class FakeSlackAPI:
                 self.messages[(params.get("channel"), ts)] = msg
             return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": msg}
         if method == "chat.update":
-            key = (params.get("channel"), params.get("ts"))
+            where = (params.get("channel"), params.get("ts"))
             with self._lock:
-                if key not in self.messages:
+                if where not in self.messages:
                     return {"ok": False, "error": "message_not_found"}
-                self.messages[key].update(text=params.get("text"), blocks=params.get("blocks"))
-            return {"ok": True, "channel": key[0], "ts": key[1], "text": params.get("text")}
+                self.messages[where].update(text=params.get("text"), blocks=params.get("blocks"))
+            return {"ok": True, "channel": where[0], "ts": where[1], "text": params.get("text")}
         return {"ok": False, "error": "unknown_method"}
 
     def push(self, payload: dict[str, Any], type_: str = "events_api") -> str:
@@ -231,7 +231,7 @@ class FakeBotFramework:
             else:
                 payload[k] = v
         if alg == "none":
-            return jwt.encode(payload, None, algorithm="none")
+            return jwt.encode(payload, None, algorithm="none")  # type: ignore[arg-type]  # "none" takes no key
         return jwt.encode(payload, key or self.key, algorithm=alg, headers={"kid": kid or self.kid})
 
     async def _post(self, conversation_id: str, request: Request, activity_id: str | None = None):
