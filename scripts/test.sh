@@ -18,4 +18,10 @@ if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] && command -v npm >/d
   (cd tests/browser && npm ci --silent --no-audit --no-fund)
 fi
 
+# Static checks first (seconds): lint, formatting, types of rag/ and service/ (config in pyproject.toml).
+echo "==> ruff check, ruff format --check, mypy"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+
 exec .venv/bin/python -m pytest -q "$@"
