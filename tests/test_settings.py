@@ -1,5 +1,6 @@
 """Settings: typed choices, unknown keys in the settings file refused, unknown VRAAGBAAK_*
-variables warned about, secrets as SecretStr (and never in evaluation run files)."""
+variables warned about, secrets as SecretStr (and never in evaluation run files), package data
+found through importlib.resources (tests/test_wheel_install.py: from an installed wheel)."""
 
 from __future__ import annotations
 
@@ -282,3 +283,26 @@ def test_eval_run_files_never_hold_a_secret(tmp_path, hash_embedder):
     assert files and all(secret.encode() not in p.read_bytes() for p in files)
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     assert "llm_api_key" not in saved["settings"] and saved["settings"]["fusion"] == settings.fusion
+
+
+# --------------------------------------------------------------------------- package data
+
+
+def test_shipped_prompts_and_widget_assets_are_package_data():
+    from importlib.resources import files
+
+    from rag.prompts import PromptSet, shipped_dir
+    from service.widget import STATIC, load_assets
+
+    assert shipped_dir() == files("prompts") and (shipped_dir() / "system.md").is_file()
+    assert PromptSet().folders == [files("prompts")]
+    assert STATIC == files("service.widget") / "static" and load_assets().files["widget-app.js"].body
+
+
+def test_a_sites_prompt_folder_from_the_settings_overrides_shipped_files(tmp_path, monkeypatch):
+    from rag.prompts import PromptSet
+
+    (tmp_path / "refusal.txt").write_text("Geen antwoord.", encoding="utf-8")
+    monkeypatch.setenv("VRAAGBAAK_PROMPTS_DIR", str(tmp_path))
+    ps = PromptSet(Settings().prompts_dir)
+    assert ps.refusal == "Geen antwoord." and ps.folders[0] == tmp_path and "Geen antwoord." in ps.system()
