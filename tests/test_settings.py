@@ -94,6 +94,14 @@ def test_priority_arguments_then_env_then_file(config, monkeypatch):
     assert (s.chunk_size, s.top_k, s.answer_top_k) == (500, 8, 2)
 
 
+def test_settings_classes_lists_every_settings_class():
+    import service.bots  # noqa: F401  (imports every module with a settings class)
+
+    assert S.settings_classes() == ALL_CLASSES
+    product = {c for c in S.VraagbaakSettings.__subclasses__() if c.__module__.split(".")[0] in ("rag", "service")}
+    assert product == set(ALL_CLASSES)
+
+
 @pytest.mark.parametrize("cls", ALL_CLASSES)
 def test_unknown_keyword_argument_is_an_error(cls):
     with pytest.raises(ValidationError, match="top_kk"):
