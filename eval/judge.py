@@ -16,6 +16,8 @@ import os
 import re
 from typing import Any
 
+from pydantic import SecretStr
+
 JUDGE_PROMPT = """Je bent een strenge beoordelaar van antwoorden van een vraagbaak van de gemeente.
 
 Vraag: {question}
@@ -87,7 +89,7 @@ def make_judge(cfg, settings, answer_llm=None):
                 update["llm"] = cfg.judge_model
         key = os.environ.get(cfg.judge_api_key_env)
         if key:
-            update["llm_api_key"] = key
+            update["llm_api_key"] = SecretStr(key)  # model_copy does not validate
         llm = load_llm(settings.model_copy(update=update))
     else:
         llm = answer_llm

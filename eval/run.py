@@ -703,7 +703,7 @@ def build_config(cfg: RunConfig, settings, items, index_dir: Path | None, llm_id
         load = None
     return {
         "run": asdict(cfg),
-        "settings": json.loads(settings.model_dump_json()),
+        "settings": settings.public_dump(),  # without secrets (llm_api_key)
         "models": {
             "embedder": settings.embedder,
             "llm": llm_id if llm_id else (settings.llm if cfg.only != "retrieval" else None),

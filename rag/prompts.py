@@ -2,7 +2,8 @@
 
 Each file has a header between ``---`` lines (name, version, description) and a Jinja2 body.
 ``few_shot.json`` is JSON with an ``examples`` list. A site folder (``prompts_dir``) may
-override single files; the rest comes from the shipped folder.
+override single files; the rest comes from the shipped folder, the package data of the
+``prompts`` package (read with ``importlib.resources``, so a wheel install finds it too).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "prompts"
+SHIPPED_PACKAGE = "prompts"
 _FILES = {
     "system": "system.md",
     "refusal": "refusal.txt",
@@ -43,7 +46,18 @@ class Template:
             raise PromptError(f"prompt '{self.name}': {exc}") from exc
 
 
-def _split_header(text: str, path: Path) -> tuple[dict[str, str], str]:
+def shipped_dir() -> Traversable:
+    """The shipped prompt folder (the ``prompts`` package's files)."""
+    try:
+        return files(SHIPPED_PACKAGE)
+    except ModuleNotFoundError:
+        raise PromptError(
+            f"the shipped prompts (package {SHIPPED_PACKAGE!r}) are not installed: reinstall Vraagbaak "
+            "(pip install ., or pip install -e . in a checkout)"
+        ) from None
+
+
+def _split_header(text: str, path: Traversable) -> tuple[dict[str, str], str]:
     if not text.startswith("---"):
         return {}, text
     try:
@@ -62,15 +76,15 @@ class PromptSet:
     """All templates of one prompt folder."""
 
     def __init__(self, folder: Path | None = None) -> None:
-        self.folders = [Path(folder)] if folder else []
-        self.folders.append(SHIPPED_DIR)
+        self.folders: list[Traversable] = [Path(folder)] if folder else []
+        self.folders.append(shipped_dir())
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
         self.templates = {name: self._load(name) for name in _FILES}
         # render once at start-up so an editing mistake fails early, not in an answer
         self.system()
         self.few_shot_messages()
 
-    def _find(self, name: str) -> Path:
+    def _find(self, name: str) -> Traversable:
         for folder in self.folders:
             p = folder / _FILES[name]
             if p.is_file():
@@ -80,7 +94,7 @@ class PromptSet:
     def _load(self, name: str) -> Template:
         path = self._find(name)
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
+        if path.name.endswith(".json"):
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:

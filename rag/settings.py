@@ -2,19 +2,75 @@
 
 Values come, highest priority first, from: keyword arguments, environment variables
 (``VRAAGBAAK_<NAME>``, e.g. ``VRAAGBAAK_INDEX_DIR``), a TOML settings file
-(``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``), and the defaults below.
+(``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``, keys at the top level or in a ``[vraagbaak]``
+table), and the defaults below.
+
+The settings file is shared by the classes named in :data:`SETTINGS_CLASSES` (the library's
+:class:`Settings`, the service's and the bots'); each reads the keys it knows. A key that none
+of them knows is an error naming the key and the closest known one, and so is a setting
+written beside a ``[vraagbaak]`` table (it would not be read). An unknown keyword argument is
+an error too.
+
+``VRAAGBAAK_*`` environment variables that no settings class reads are logged as a warning,
+not refused: the environment is shared with the shell scripts, the deploy files and the tests,
+which use ``VRAAGBAAK_*`` variables of their own (:data:`OTHER_ENV_VARS`, not warned about), and
+a variable the program does not read must not stop a running deployment from restarting.
+
+Secrets are ``SecretStr`` (shown as ``**********``); code reads them with
+``.get_secret_value()`` where it uses them. :meth:`VraagbaakSettings.public_dump` leaves them
+out, for files that record the settings (evaluation runs).
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import logging
 import os
-import tomllib
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretBytes, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "VRAAGBAAK_"
+CONFIG_ENV = "VRAAGBAAK_CONFIG"
+DEFAULT_CONFIG_FILE = "vraagbaak.toml"
+CONFIG_TABLE = "vraagbaak"
+
+# The settings classes that share the settings file and the environment ("module:Class").
+SETTINGS_CLASSES = (
+    "rag.settings:Settings",
+    "service.config:ServiceSettings",
+    "service.bots.config:BotSettings",
+)
+
+# VRAAGBAAK_* environment variables that are not settings (not warned about)
+OTHER_ENV_VARS = frozenset(
+    {
+        CONFIG_ENV,  # the settings file
+        "VRAAGBAAK_LLAMA_VARIANTS_DIR",  # rag/llm/variants.py: where the extra llama.cpp builds are
+        "VRAAGBAAK_JUDGE_API_KEY",  # eval/judge.py: the judge model's API key
+        "VRAAGBAAK_LLAMA_CMAKE_ARGS",  # scripts/setup.sh: llama.cpp build flags
+        "VRAAGBAAK_LLAMA_VARIANTS",  # scripts/setup.sh: extra llama.cpp builds
+        "VRAAGBAAK_WHEELHOUSE",  # scripts/setup.sh: wheel cache
+        "VRAAGBAAK_SKIP_SMOKE",  # scripts/setup.sh: skip the smoke test
+        "VRAAGBAAK_SAMPLE_QUESTION",  # scripts/run.sh: the question answered before serving
+        "VRAAGBAAK_DOCUMENTS",  # deploy/compose.yaml: the documents folder
+        "VRAAGBAAK_IMAGE",  # deploy/compose.yaml: the image
+        "VRAAGBAAK_HTTP_PORT",  # deploy/compose.yaml: the published port
+        "VRAAGBAAK_CHROMIUM",  # tests/test_widget_browser.py: the browser
+        "VRAAGBAAK_ARTIFACTS",  # tests/test_widget_browser.py: screenshots
+    }
+)
+
+
+class SettingsFileError(ValueError):
+    """The settings file has a key that no settings class reads."""
 
 
 def _default_models_dir() -> Path:
@@ -22,31 +78,151 @@ def _default_models_dir() -> Path:
     return Path(base) / "vraagbaak" / "models"
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads the settings file named by VRAAGBAAK_CONFIG (or ./vraagbaak.toml)."""
-
-    def _data(self) -> dict[str, Any]:
-        path = os.environ.get("VRAAGBAAK_CONFIG")
-        p = Path(path) if path else Path("vraagbaak.toml")
-        if not p.is_file():
-            if path:
-                raise FileNotFoundError(f"VRAAGBAAK_CONFIG points to a missing file: {p}")
-            return {}
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
-        # allow an optional [vraagbaak] table
-        return data.get("vraagbaak", data)
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - required by ABC
-        return self._data().get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        fields = self.settings_cls.model_fields
-        return {k: v for k, v in self._data().items() if k in fields}
+def config_file() -> Path:
+    """The settings file: ``$VRAAGBAAK_CONFIG`` (which must exist) or ``./vraagbaak.toml``."""
+    path = os.environ.get(CONFIG_ENV)
+    if path and not Path(path).expanduser().is_file():
+        raise FileNotFoundError(f"{CONFIG_ENV} points to a missing file: {path}")
+    return Path(path).expanduser() if path else Path(DEFAULT_CONFIG_FILE)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VRAAGBAAK_", extra="ignore")
+def settings_classes() -> list[type[BaseSettings]]:
+    """The classes of :data:`SETTINGS_CLASSES`, imported (the bots' pull in their platform
+    libraries: only imported when a key or variable is unknown to the class being built)."""
+    out = []
+    for spec in SETTINGS_CLASSES:
+        module, _, name = spec.partition(":")
+        out.append(getattr(importlib.import_module(module), name))
+    return out
+
+
+def _env_names(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables ``cls`` reads (upper case)."""
+    prefix = cls.model_config.get("env_prefix", "")
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif isinstance(alias, AliasChoices):
+            names.update(c.upper() for c in alias.choices if isinstance(c, str))
+        else:
+            names.add((prefix + field_name).upper())
+    return names
+
+
+@lru_cache(maxsize=1)
+def known_keys() -> frozenset[str]:
+    """Every key the settings file may hold: the field names of all settings classes."""
+    return frozenset(name for cls in settings_classes() for name in cls.model_fields)
+
+
+@lru_cache(maxsize=1)
+def known_env_vars() -> frozenset[str]:
+    """Every environment variable a settings class reads (upper case), and :data:`OTHER_ENV_VARS`."""
+    return frozenset(name for cls in settings_classes() for name in _env_names(cls)) | OTHER_ENV_VARS
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_config_keys(data: dict[str, Any], path: Path | str, settings_cls: type[BaseSettings]) -> None:
+    """Raise :class:`SettingsFileError` for a key of the file's settings (``data``: the
+    ``[vraagbaak]`` table or the top level) that no settings class knows."""
+    unknown = [k for k in data if k not in settings_cls.model_fields]
+    if unknown:
+        unknown = [k for k in unknown if k not in known_keys()]
+    if unknown:
+        lines = [f"unknown setting {k!r}{_did_you_mean(k.lower(), known_keys())}" for k in unknown]
+        raise SettingsFileError(f"settings file {path}: " + "; ".join(lines))
+
+
+_warned_env: set[str] = set()
+
+
+def warn_unknown_env(settings_cls: type[BaseSettings], environ: Iterable[str] | None = None) -> list[str]:
+    """Log a warning, once per process, for each ``VRAAGBAAK_*`` variable (of ``environ``,
+    default ``os.environ``) that no settings class reads and that is not one of
+    :data:`OTHER_ENV_VARS`; returns the names warned about."""
+    names = [n for n in (os.environ if environ is None else environ) if n.upper().startswith(ENV_PREFIX)]
+    own = _env_names(settings_cls) | OTHER_ENV_VARS | _warned_env
+    names = [n for n in names if n.upper() not in own]
+    warned = []
+    for name in names:
+        upper = name.upper()
+        if upper in known_env_vars() or upper in _warned_env:
+            continue
+        _warned_env.add(upper)
+        bare = upper.removeprefix(ENV_PREFIX)
+        hint = f" (did you mean {bare}?)" if bare in known_env_vars() else _did_you_mean(upper, known_env_vars())
+        log.warning("environment variable %s is not a Vraagbaak setting and is ignored%s", name, hint)
+        warned.append(name)
+    return warned
+
+
+class SettingsFileSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source, reading :func:`config_file`: the ``[vraagbaak]`` table
+    if the file has one, else the top level. Checks the keys against every settings class
+    (:func:`check_config_keys`) and hands this class only the keys it has fields for."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        self._target = settings_cls  # (the base class sets settings_cls after reading the file)
+        super().__init__(settings_cls, toml_file=config_file())
+
+    def _read_file(self, file_path) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        table = data.get(CONFIG_TABLE)
+        if isinstance(table, dict):
+            outside = [k for k in data if k != CONFIG_TABLE and (k in self._target.model_fields or k in known_keys())]
+            if outside:
+                raise SettingsFileError(
+                    f"settings file {file_path}: {', '.join(map(repr, outside))} outside the [{CONFIG_TABLE}] table "
+                    "would not be read: move it into the table"
+                )
+            data = table
+        check_config_keys(data, file_path, self._target)
+        return {k: v for k, v in data.items() if k in self._target.model_fields}
+
+
+def secret_fields(cls: type[BaseSettings]) -> set[str]:
+    """The fields of ``cls`` that hold a secret (``SecretStr``/``SecretBytes``, optional or not)."""
+    secret = (SecretStr, SecretBytes)
+    out = set()
+    for name, field in cls.model_fields.items():
+        ann = field.annotation
+        if ann in secret or any(a in secret for a in getattr(ann, "__args__", ())):
+            out.add(name)
+    return out
+
+
+class VraagbaakSettings(BaseSettings):
+    """Base of the settings classes: keyword arguments, then the environment, then the
+    settings file (:class:`SettingsFileSource`), then the defaults; an unknown keyword
+    argument or key in the file is an error."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls,
+        init_settings,
+        env_settings,
+        dotenv_settings,
+        file_secret_settings,
+    ):
+        warn_unknown_env(settings_cls)
+        return (init_settings, env_settings, SettingsFileSource(settings_cls), file_secret_settings)
+
+    def public_dump(self) -> dict[str, Any]:
+        """The settings as JSON values, without the secrets (for run files and reports)."""
+        return self.model_dump(mode="json", exclude=secret_fields(type(self)))
+
+
+class Settings(VraagbaakSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     # --- models -------------------------------------------------------------
     models_dir: Path = Field(default_factory=_default_models_dir)
@@ -59,9 +235,9 @@ class Settings(BaseSettings):
     embedder_max_seq_length: int = 512
     # How the embedder runs (rag/embed.py): "torch" (sentence-transformers as published) or
     # "onnx" (ONNX Runtime; exported once into <model folder>/onnx/ and verified against torch).
-    embedder_backend: str = Field("torch", pattern="^(torch|onnx)$")
+    embedder_backend: Literal["torch", "onnx"] = "torch"
     # "int8": the onnx backend's dynamically quantised model (AVX2-friendly); "none": fp32.
-    embedder_quantize: str = Field("none", pattern="^(none|int8)$")
+    embedder_quantize: Literal["none", "int8"] = "none"
     # Matryoshka truncation of the vectors (None = the model's full 768; EmbeddingGemma also
     # 512/256/128). Recorded in the index manifest: an index of another size is refused.
     embedding_dim: int | None = Field(None, ge=1)
@@ -71,7 +247,9 @@ class Settings(BaseSettings):
     embedder_threads: int | None = Field(None, ge=1)  # torch / ONNX Runtime threads; None = library default
     llm: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     # LLM backend plugin: llama_cpp (CPU default), openai (any OpenAI-compatible server),
-    # transformers (Hugging Face model folders; the GPU path). See rag/llm/.
+    # transformers (Hugging Face model folders; the GPU path). See rag/llm/. Not a fixed
+    # choice: plugins add names (entry points), so the name is checked when the backend is
+    # built (UnknownBackendError lists the available ones).
     llm_backend: str = "llama_cpp"
     llm_context: int = 4096  # tokens (llama_cpp n_ctx)
     llm_threads: int | None = None  # None = all cores
@@ -86,13 +264,13 @@ class Settings(BaseSettings):
     # Where the backend runs (rag/llm/worker.py): "process" = a worker process, so a crash of
     # native code (llama.cpp) is a 503 and a log line, not a dead API; "inline" = in this
     # process; "auto" = a worker for llama_cpp, inline for the others (openai is only HTTP).
-    llm_worker: str = Field("auto", pattern="^(auto|process|inline)$")
+    llm_worker: Literal["auto", "process", "inline"] = "auto"
     # llama_cpp: which llama.cpp build runs (rag/llm/variants.py): "auto" = the fastest
     # installed one this CPU runs (avx512 where the CPU has AVX-512 + VNNI), "portable" =
     # the AVX2 build, or a variant's name
-    llm_cpu_variant: str = Field("auto", pattern="^(auto|portable|avx512)$")
+    llm_cpu_variant: Literal["auto", "portable", "avx512"] = "auto"
     llm_base_url: str = "http://127.0.0.1:8080/v1"  # openai backend
-    llm_api_key: str = ""  # openai backend; empty = none
+    llm_api_key: SecretStr = SecretStr("")  # openai backend; empty = none
     llm_model_name: str = ""  # openai backend: model name sent to the server ("" = first served)
     llm_timeout: float = 120.0  # seconds, openai backend
     llm_device: str = "auto"  # transformers backend
@@ -105,7 +283,7 @@ class Settings(BaseSettings):
     # 8-bit scalar quantiser, ~1/4 of the RAM), or "auto": flat below index_auto_threshold
     # chunks, ivf_sq8 from it. The writer rebuilds the vector index when the type changes.
     # Measured in eval/ann_benchmark.py (see eval/reports/ann-benchmark.md).
-    index_type: str = Field("auto", pattern="^(auto|flat|ivf_sq8)$")
+    index_type: Literal["auto", "flat", "ivf_sq8"] = "auto"
     # chunks (dim 768; at dim 256 flat is ~3x faster): flat single-query search, 1 thread, took
     # p50 13 / p95 20 ms at 30k on 2 busy cores, 29 / 37 ms at 50k; ivf_sq8 ~1 ms at recall@10 0.98+
     index_auto_threshold: int = Field(30_000, ge=0)
@@ -121,7 +299,7 @@ class Settings(BaseSettings):
     top_k: int = 5
     # dense alone won on the Rijksoverheid FAQ set (every BM25 weight tried lowered hit@1),
     # see README "Retrieval"; "score" (w=0.2) is better on our own demo gold set only
-    fusion: str = "dense"  # see rag/retrieve.py: FUSION_METHODS
+    fusion: Literal["dense", "bm25", "rrf", "score"] = "dense"  # see rag/retrieve.py: FUSION_METHODS
     fusion_weight_bm25: float = 0.2
     candidates: int = 50  # per retriever, before fusion
     # FAISS threads per search: a single query is memory-bound, and OpenMP spinning on 2
@@ -152,17 +330,6 @@ class Settings(BaseSettings):
 
     def resolve_models_dir(self) -> Path:
         return Path(self.models_dir).expanduser()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls,
-        init_settings,
-        env_settings,
-        dotenv_settings,
-        file_secret_settings,
-    ):
-        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
 
 
 @lru_cache(maxsize=1)

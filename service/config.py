@@ -4,7 +4,8 @@ Same mechanism as :mod:`rag.settings`: keyword arguments, then environment varia
 ``VRAAGBAAK_<NAME>`` (e.g. ``VRAAGBAAK_PORT=8080``), then the TOML settings file
 (``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``, optional ``[vraagbaak]`` table), then the
 defaults below. The service keys live in the same file as the library's settings; each
-settings class only reads the keys it knows.
+settings class only reads the keys it knows, and a key no settings class knows is an error
+(see :mod:`rag.settings`).
 
 List values (``cors_origins``) may be given as JSON (``["https://a.nl"]``) or as a
 comma-separated string (``https://a.nl,https://b.nl``).
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from rag.settings import _TomlSource
+from rag.settings import ENV_PREFIX, VraagbaakSettings
 
 
 def _default_data_dir() -> Path:
@@ -27,10 +28,10 @@ def _default_data_dir() -> Path:
     return Path(base) / "vraagbaak"
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(VraagbaakSettings):
     """Everything the HTTP service adds to :class:`rag.settings.Settings`."""
 
-    model_config = SettingsConfigDict(env_prefix="VRAAGBAAK_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     # --- where to listen --------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -81,7 +82,7 @@ class ServiceSettings(BaseSettings):
     worker_nice: int = Field(10, ge=0, le=19)
 
     # --- logging ------------------------------------------------------------------------
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"  # any case; WARN, FATAL too
     log_json: bool = True
     # Opt-in audit log (question, answer, citations, caller) in data_dir/audit.sqlite,
     # rows older than audit_retention_days are deleted (at start-up and hourly).
@@ -92,6 +93,14 @@ class ServiceSettings(BaseSettings):
     # Load the models in the background after start-up (/readyz says when it is done), so
     # /healthz answers at once. False: load before accepting connections.
     load_in_background: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, v):
+        if isinstance(v, str):
+            v = v.strip().upper()
+            return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(v, v)
+        return v
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -142,14 +151,3 @@ class ServiceSettings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.resolve_data_dir() / "uploads"
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls,
-        init_settings,
-        env_settings,
-        dotenv_settings,
-        file_secret_settings,
-    ):
-        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)

@@ -134,7 +134,7 @@ class OpenAIBackend(ChatMixin):
     def from_settings(cls, settings: Any) -> OpenAIBackend:
         return cls(
             base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key,
+            api_key=settings.llm_api_key.get_secret_value(),
             model_name=settings.llm_model_name,
             timeout=settings.llm_timeout,
             context_window=settings.llm_context,

@@ -2,7 +2,8 @@
 
 Values come, highest priority first, from keyword arguments, environment variables, the
 TOML settings file (``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``, optional ``[vraagbaak]``
-table, keys named like the fields below in lower case) and the defaults.
+table, keys named like the fields below in lower case; a key no settings class knows is an
+error, see :mod:`rag.settings`) and the defaults.
 
 The platform credentials use the usual names, without a prefix::
 
@@ -26,9 +27,9 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from rag.settings import _TomlSource
+from rag.settings import ENV_PREFIX, VraagbaakSettings
 
 SLACK_API_URL = "https://slack.com/api/"
 # Bot Framework channel service (Teams → bot): tokens are signed with the keys published here.
@@ -39,11 +40,11 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 
 def _alias(name: str) -> Any:
     """Accept the field name (keyword argument, TOML key) and ``VRAAGBAAK_<NAME>`` (env)."""
-    return AliasChoices(name, f"VRAAGBAAK_{name.upper()}")
+    return AliasChoices(name, f"{ENV_PREFIX}{name.upper()}")
 
 
-class BotSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+class BotSettings(VraagbaakSettings):
+    model_config = SettingsConfigDict(populate_by_name=True)
 
     # ------------------------------------------------------------------ Slack
     slack_bot_token: SecretStr | None = None  # SLACK_BOT_TOKEN (xoxb-…)
@@ -129,10 +130,6 @@ class BotSettings(BaseSettings):
     def secret(self, name: str) -> str:
         value = getattr(self, name)
         return value.get_secret_value() if value is not None else ""
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        return (init_settings, env_settings, _TomlSource(settings_cls), file_secret_settings)
 
 
 def lookup_groups(mapping: dict[str, list[str]], workspace: str, place: str, *kinds: str) -> list[str]:

@@ -27,7 +27,8 @@ import hashlib
 import html
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -36,7 +37,7 @@ from starlette.responses import Response
 
 __all__ = ["STATIC", "WidgetAssets", "load_assets", "mount_widget", "script_tag"]
 
-STATIC = Path(__file__).resolve().with_name("static")
+STATIC: Traversable = files(__name__) / "static"  # package data: found in a wheel install too
 ASSET_TYPES = {
     "widget-app.js": "text/javascript; charset=utf-8",
     "widget.css": "text/css; charset=utf-8",
@@ -95,7 +96,7 @@ class WidgetAssets:
     demo_html: str
 
 
-def load_assets(static: Path = STATIC) -> WidgetAssets:
+def load_assets(static: Traversable = STATIC) -> WidgetAssets:
     """Read the widget's files once; ``version`` is a hash of their content."""
     raw = {name: (static / name).read_bytes() for name in ASSET_TYPES}
     h = hashlib.sha256()
