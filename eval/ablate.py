@@ -25,17 +25,43 @@ from pathlib import Path
 from .run import RUNS_DIR, RunConfig, run
 
 AXES = ("fusion", "chunk_size", "top_k", "attribution")
-RETRIEVAL_COLUMNS = ["doc_hit@1", "doc_hit@5", "doc_mrr", "doc_ndcg@10", "psg_hit@1", "psg_hit@5", "psg_mrr",
-                     "psg_ndcg@10", "search_ms_p50"]
-ANSWER_COLUMNS = ["key_fact_recall", "similarity", "faithfulness", "citation_precision", "citation_recall_doc",
-                  "refusal_accuracy", "false_refusal_rate", "dutch", "injection_ok", "total_ms_p50"]
+RETRIEVAL_COLUMNS = [
+    "doc_hit@1",
+    "doc_hit@5",
+    "doc_mrr",
+    "doc_ndcg@10",
+    "psg_hit@1",
+    "psg_hit@5",
+    "psg_mrr",
+    "psg_ndcg@10",
+    "search_ms_p50",
+]
+ANSWER_COLUMNS = [
+    "key_fact_recall",
+    "similarity",
+    "faithfulness",
+    "citation_precision",
+    "citation_recall_doc",
+    "refusal_accuracy",
+    "false_refusal_rate",
+    "dutch",
+    "injection_ok",
+    "total_ms_p50",
+]
 
 
-def variants(base: RunConfig, settings, axes=AXES, chunk_sizes=(400, 800), top_ks=(2, 5),
-             fusions=("bm25", "dense", "score", "rrf")) -> list[tuple[str, RunConfig]]:
+def variants(
+    base: RunConfig,
+    settings,
+    axes=AXES,
+    chunk_sizes=(400, 800),
+    top_ks=(2, 5),
+    fusions=("bm25", "dense", "score", "rrf"),
+) -> list[tuple[str, RunConfig]]:
     answers = base.only in ("all", "answers")
     default = f"baseline (fusion={settings.fusion}, chunk={settings.chunk_size}, top_k={settings.answer_top_k}" + (
-        ", attribution on)" if answers else ")")
+        ", attribution on)" if answers else ")"
+    )
     out = [(default, replace(base, name="baseline"))]
     if "fusion" in axes:
         for f in fusions:
@@ -62,8 +88,16 @@ def flat_metrics(summary: dict) -> dict[str, float | None]:
     return out
 
 
-def ablate(base: RunConfig, out_dir: Path | None = None, axes=AXES, chunk_sizes=(400, 800), top_ks=(2, 5),
-           settings=None, progress: bool = True, log=print) -> Path:
+def ablate(
+    base: RunConfig,
+    out_dir: Path | None = None,
+    axes=AXES,
+    chunk_sizes=(400, 800),
+    top_ks=(2, 5),
+    settings=None,
+    progress: bool = True,
+    log=print,
+) -> Path:
     from rag.embed import load_embedder
     from rag.settings import Settings
 
@@ -81,10 +115,17 @@ def ablate(base: RunConfig, out_dir: Path | None = None, axes=AXES, chunk_sizes=
     results = []
     for label, cfg in variants(base, settings, axes, chunk_sizes, top_ks):
         log(f"== {label}")
-        run_dir, res = run(cfg, run_dir=out_dir / cfg.name, settings=settings, embedder=embedder, llm=llm,
-                           progress=progress, log=log)
-        results.append({"variant": label, "run_dir": str(run_dir), "metrics": flat_metrics(res["summary"]),
-                        "n": res["summary"]["n"]})
+        run_dir, res = run(
+            cfg, run_dir=out_dir / cfg.name, settings=settings, embedder=embedder, llm=llm, progress=progress, log=log
+        )
+        results.append(
+            {
+                "variant": label,
+                "run_dir": str(run_dir),
+                "metrics": flat_metrics(res["summary"]),
+                "n": res["summary"]["n"],
+            }
+        )
         _write(out_dir, base, results)
     path = _write(out_dir, base, results)
     from .report import write_ablation_report
@@ -98,8 +139,14 @@ def _write(out_dir: Path, base: RunConfig, results: list[dict]) -> Path:
     present = {k for r in results for k, v in r["metrics"].items() if v is not None}
     cols = [c for c in cols if c in present]
     path = out_dir / "ablation.json"
-    path.write_text(json.dumps({"dataset": base.dataset, "only": base.only, "limit": base.limit, "columns": cols,
-                                "variants": results}, indent=1, ensure_ascii=False), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {"dataset": base.dataset, "only": base.only, "limit": base.limit, "columns": cols, "variants": results},
+            indent=1,
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     return path
 
 

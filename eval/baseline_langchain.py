@@ -135,12 +135,23 @@ class SearchResult:
 
 def to_hit(doc, score: float = 0.0) -> BaselineHit:
     md = doc.metadata
-    return BaselineHit(doc_id=md.get("doc_id", md.get("source", "")), source=str(md.get("source", "")),
-                       chunk_id=int(md.get("chunk_id", -1)), text=doc.page_content, score=float(score))
+    return BaselineHit(
+        doc_id=md.get("doc_id", md.get("source", "")),
+        source=str(md.get("source", "")),
+        chunk_id=int(md.get("chunk_id", -1)),
+        text=doc.page_content,
+        score=float(score),
+    )
 
 
-def to_answer(question: str, text: str, docs: Sequence, timings: dict[str, Any], model: dict[str, str],
-              standalone: str | None = None):
+def to_answer(
+    question: str,
+    text: str,
+    docs: Sequence,
+    timings: dict[str, Any],
+    model: dict[str, str],
+    standalone: str | None = None,
+):
     """A ``rag.schema.Answer`` of the baseline: the model's text, the refusal rule, citations for ``[n]``
     markers that point at one of the retrieved chunks (1-based, in retrieval order)."""
     from rag.language import detect_language
@@ -155,8 +166,17 @@ def to_answer(question: str, text: str, docs: Sequence, timings: dict[str, Any],
             if 1 <= m <= len(docs):
                 h = to_hit(docs[m - 1])
                 # the passage exactly as the model saw it: the chunk text, no title or heading path
-                cites.append(Citation(marker=m, doc_id=h.doc_id, title="", source=h.source, section="",
-                                      snippet=h.text, chunk_id=h.chunk_id))
+                cites.append(
+                    Citation(
+                        marker=m,
+                        doc_id=h.doc_id,
+                        title="",
+                        source=h.source,
+                        section="",
+                        snippet=h.text,
+                        chunk_id=h.chunk_id,
+                    )
+                )
     return Answer(
         answer=text,
         refused=refused,
@@ -282,7 +302,8 @@ class BaselinePipeline:
                 timings["tokens_per_s"] = round((n_tokens - 1) / (t_end - t_first), 2)
         if self.count_tokens is not None:  # the prompt text (without the chat template's few tokens)
             timings["prompt_tokens"] = self.count_tokens(
-                self.prompt_text.format(context=format_docs(docs), question=question))
+                self.prompt_text.format(context=format_docs(docs), question=question)
+            )
         return to_answer(question, text, docs, timings, self.model, standalone=question if history else None)
 
 
@@ -297,10 +318,16 @@ def default_threads() -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m eval.baseline_langchain",
-                                description="Evaluate the LangChain-tutorial baseline on the demo gold set.")
-    p.add_argument("--out", type=Path, help="run folder (resumed when it holds a config.json); "
-                   "default eval/runs/<timestamp>-baseline-langchain-b<n_batch>")
+    p = argparse.ArgumentParser(
+        prog="python -m eval.baseline_langchain",
+        description="Evaluate the LangChain-tutorial baseline on the demo gold set.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="run folder (resumed when it holds a config.json); "
+        "default eval/runs/<timestamp>-baseline-langchain-b<n_batch>",
+    )
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--ids", help="comma-separated question ids")
     p.add_argument("--n-batch", type=int, default=512, help="llama.cpp prompt batch (LangChain's default is 8)")
@@ -324,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = parse_args(argv)
-    log = lambda m: print(m, file=sys.stderr, flush=True)
+
+    def log(m: str) -> None:
+        print(m, file=sys.stderr, flush=True)
 
     try:
         import langchain_community  # noqa: F401
@@ -352,9 +381,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(emb_path).exists():
         raise SystemExit(f"embedder folder not found: {emb_path} (never loaded from the hub)")
 
-    cfg = RunConfig(dataset="demo", name=f"baseline-langchain-b{args.n_batch}", only="all", limit=args.limit,
-                    ids=args.ids.split(",") if args.ids else None, fusion="dense", top_k=args.k,
-                    chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap, attribution=False)
+    cfg = RunConfig(
+        dataset="demo",
+        name=f"baseline-langchain-b{args.n_batch}",
+        only="all",
+        limit=args.limit,
+        ids=args.ids.split(",") if args.ids else None,
+        fusion="dense",
+        top_k=args.k,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        attribution=False,
+    )
     items = select_items(cfg)
     if not items:
         raise SystemExit("no questions selected")
@@ -369,23 +407,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     from langchain_huggingface import HuggingFaceEmbeddings
 
     t_load = time.perf_counter()
-    embeddings = HuggingFaceEmbeddings(model_name=str(emb_path),
-                                       model_kwargs={"device": "cpu", "local_files_only": True})
+    embeddings = HuggingFaceEmbeddings(
+        model_name=str(emb_path), model_kwargs={"device": "cpu", "local_files_only": True}
+    )
     chunks = split_documents(load_corpus(DEMO_CORPUS), args.chunk_size, args.chunk_overlap)
-    key = json.dumps({"files": {p.name: file_hash(p) for p in sorted(DEMO_CORPUS.glob("*.txt"))},
-                      "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap,
-                      "embedder": settings.embedder, "wrapper": "HuggingFaceEmbeddings"}, sort_keys=True)
+    key = json.dumps(
+        {
+            "files": {p.name: file_hash(p) for p in sorted(DEMO_CORPUS.glob("*.txt"))},
+            "chunk_size": args.chunk_size,
+            "chunk_overlap": args.chunk_overlap,
+            "embedder": settings.embedder,
+            "wrapper": "HuggingFaceEmbeddings",
+        },
+        sort_keys=True,
+    )
     index_dir = INDEX_CACHE / f"baseline-langchain-{settings.embedder}-c{args.chunk_size}-o{args.chunk_overlap}"
     log(f"{len(chunks)} chunks of ≤ {args.chunk_size} characters; FAISS store {index_dir}")
     store = build_vectorstore(chunks, embeddings, index_dir, key)
-    llm = ChatLlamaCpp(model_path=str(gguf), n_ctx=args.n_ctx, n_batch=args.n_batch, n_threads=args.n_threads,
-                       temperature=args.temperature, max_tokens=args.max_tokens, verbose=False,
-                       model_kwargs={"n_threads_batch": args.n_threads})
+    llm = ChatLlamaCpp(
+        model_path=str(gguf),
+        n_ctx=args.n_ctx,
+        n_batch=args.n_batch,
+        n_threads=args.n_threads,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        verbose=False,
+        model_kwargs={"n_threads_batch": args.n_threads},
+    )
     chain = build_chain(store.as_retriever(search_kwargs={"k": args.k}), llm)
-    model = {"llm": f"{settings.llm} (langchain ChatLlamaCpp, n_batch={args.n_batch})",
-             "embedder": f"{settings.embedder} (langchain HuggingFaceEmbeddings)"}
-    pipeline = BaselinePipeline(chain, model,
-                                count_tokens=lambda s: len(llm.client.tokenize(s.encode("utf-8"), add_bos=False)))
+    model = {
+        "llm": f"{settings.llm} (langchain ChatLlamaCpp, n_batch={args.n_batch})",
+        "embedder": f"{settings.embedder} (langchain HuggingFaceEmbeddings)",
+    }
+    pipeline = BaselinePipeline(
+        chain, model, count_tokens=lambda s: len(llm.client.tokenize(s.encode("utf-8"), add_bos=False))
+    )
     scorer = None
     if not args.no_similarity:
         try:
@@ -408,31 +464,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         config = build_config(cfg, settings, items, index_dir, model["llm"])
         # what the report's header line shows: the baseline's retrieval and chunking, not the product's
-        config["settings"].update({"fusion": "dense (LangChain FAISS, L2)", "chunk_size": args.chunk_size,
-                                   "chunk_overlap": args.chunk_overlap, "answer_top_k": args.k,
-                                   "llm_batch": args.n_batch, "llm_threads": args.n_threads,
-                                   "llm_context": args.n_ctx})
-        config["models"].update({"llm_backend": "langchain ChatLlamaCpp", "llm_path": str(gguf),
-                                 "embedder_path": str(emb_path)})
+        config["settings"].update(
+            {
+                "fusion": "dense (LangChain FAISS, L2)",
+                "chunk_size": args.chunk_size,
+                "chunk_overlap": args.chunk_overlap,
+                "answer_top_k": args.k,
+                "llm_batch": args.n_batch,
+                "llm_threads": args.n_threads,
+                "llm_context": args.n_ctx,
+            }
+        )
+        config["models"].update(
+            {"llm_backend": "langchain ChatLlamaCpp", "llm_path": str(gguf), "embedder_path": str(emb_path)}
+        )
         import langchain_core
 
         config["baseline"] = {
             "pipeline": "LangChain tutorial: TextLoader → RecursiveCharacterTextSplitter → "
-                        "HuggingFaceEmbeddings → FAISS (k nearest, L2) → ChatPromptTemplate → ChatLlamaCpp → "
-                        "StrOutputParser",
+            "HuggingFaceEmbeddings → FAISS (k nearest, L2) → ChatPromptTemplate → ChatLlamaCpp → "
+            "StrOutputParser",
             "params": params,
             "prompt": PROMPT,
             "followups": FOLLOWUP_NOTE,
             "refusal_rule": "rag.pipeline.is_refusal (product refusal sentence or empty) or the first "
-                            "sentence says the model does not know / the context does not say "
-                            "(eval.baseline_langchain.DONT_KNOW)",
+            "sentence says the model does not know / the context does not say "
+            "(eval.baseline_langchain.DONT_KNOW)",
             "citations": "only [n] markers the model writes, mapped to the k retrieved chunks in order",
             "similarity": "product embedder (rag.embed)" if scorer is not None else "not computed",
-            "versions": {"langchain_core": langchain_core.__version__,
-                         "langchain_community": _version("langchain-community"),
-                         "langchain_text_splitters": _version("langchain-text-splitters"),
-                         "langchain_huggingface": _version("langchain-huggingface"),
-                         "llama_cpp_python": _version("llama-cpp-python")},
+            "versions": {
+                "langchain_core": langchain_core.__version__,
+                "langchain_community": _version("langchain-community"),
+                "langchain_text_splitters": _version("langchain-text-splitters"),
+                "langchain_huggingface": _version("langchain-huggingface"),
+                "llama_cpp_python": _version("llama-cpp-python"),
+            },
             "n_chunks": len(chunks),
             "load_s": load_s,
         }
@@ -443,8 +509,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     before = {r["id"] for r in load_rows(run_dir) if not r.get("error")}
     t0 = time.perf_counter()
-    rows = evaluate(items, cfg, run_dir, retriever=BaselineRetriever(store), pipeline=pipeline, embedder=scorer,
-                    progress=not args.no_progress, log=log)
+    rows = evaluate(
+        items,
+        cfg,
+        run_dir,
+        retriever=BaselineRetriever(store),
+        pipeline=pipeline,
+        embedder=scorer,
+        progress=not args.no_progress,
+        log=log,
+    )
     wall = time.perf_counter() - t0
     config["finished_at"] = datetime.now().isoformat(timespec="seconds")
     config["wall_s"] = round(config.get("wall_s", 0) + wall, 1)
@@ -460,8 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {write_report(run_dir, title=f'LangChain tutorial baseline (n_batch={args.n_batch})')}")
     n_new = sum(1 for r in rows if r["id"] not in before and not r.get("error"))
     if n_new:
-        print(f"this invocation: {n_new} question(s) in {wall:.1f} s = {wall / n_new:.1f} s per question "
-              f"(plus {load_s} s loading; n_batch={args.n_batch}, n_threads={args.n_threads})")
+        print(
+            f"this invocation: {n_new} question(s) in {wall:.1f} s = {wall / n_new:.1f} s per question "
+            f"(plus {load_s} s loading; n_batch={args.n_batch}, n_threads={args.n_threads})"
+        )
     print(f"results: {run_dir / 'results.json'}")
     return 0
 

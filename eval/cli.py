@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Evaluate Vraagbaak: retrieval and answer metrics, reports, run comparison, ablations.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluate Vraagbaak: retrieval and answer metrics, reports, run comparison, ablations.", no_args_is_help=True
+)
 
 
 def register(parent: typer.Typer, name: str = "eval") -> None:
@@ -36,25 +37,25 @@ def register(parent: typer.Typer, name: str = "eval") -> None:
 def run_cmd(
     dataset: Annotated[str, typer.Option(help="demo | faq | faq-ci | feedback")] = "demo",
     only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
-    limit: Annotated[Optional[int], typer.Option(help="First N questions only.")] = None,
-    ids: Annotated[Optional[str], typer.Option(help="Comma-separated question ids.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Dataset file (feedback export or another gold JSONL).")] = None,
+    limit: Annotated[int | None, typer.Option(help="First N questions only.")] = None,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated question ids.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset file (feedback export or another gold JSONL).")] = None,
     include_up: Annotated[bool, typer.Option(help="feedback: also re-ask thumbs-up questions.")] = False,
     name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "",
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this interrupted run folder.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: eval/runs/<time>-<name>).")] = None,
-    fusion: Annotated[Optional[str], typer.Option(help="dense | bm25 | rrf | score (default: settings)")] = None,
-    fusion_weight_bm25: Annotated[Optional[float], typer.Option()] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Passages given to the LLM.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this interrupted run folder.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Run folder (default: eval/runs/<time>-<name>).")] = None,
+    fusion: Annotated[str | None, typer.Option(help="dense | bm25 | rrf | score (default: settings)")] = None,
+    fusion_weight_bm25: Annotated[float | None, typer.Option()] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Passages given to the LLM.")] = None,
     retrieval_k: Annotated[int, typer.Option(help="Results retrieved for the retrieval metrics.")] = 10,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Re-index with this chunk size.")] = None,
-    chunk_overlap: Annotated[Optional[int], typer.Option()] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Re-index with this chunk size.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option()] = None,
     attribution: Annotated[bool, typer.Option(help="Post-hoc attribution on/off.")] = True,
-    index_dir: Annotated[Optional[Path], typer.Option(help="Use this index instead of the dataset's own.")] = None,
+    index_dir: Annotated[Path | None, typer.Option(help="Use this index instead of the dataset's own.")] = None,
     judge: Annotated[bool, typer.Option(help="Also run the LLM-as-judge.")] = False,
-    judge_backend: Annotated[Optional[str], typer.Option(help="llama_cpp | openai | transformers")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option()] = None,
-    judge_model: Annotated[Optional[str], typer.Option()] = None,
+    judge_backend: Annotated[str | None, typer.Option(help="llama_cpp | openai | transformers")] = None,
+    judge_base_url: Annotated[str | None, typer.Option()] = None,
+    judge_model: Annotated[str | None, typer.Option()] = None,
     report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Progress bar with ETA.")] = True,
 ) -> None:
@@ -62,11 +63,25 @@ def run_cmd(
     from .run import RunConfig, run
 
     cfg = RunConfig(
-        dataset=dataset, name=name, only=only, limit=limit, ids=ids.split(",") if ids else None,
-        data=str(data) if data else None, include_up=include_up, fusion=fusion,
-        fusion_weight_bm25=fusion_weight_bm25, top_k=top_k, retrieval_k=retrieval_k, chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap, attribution=attribution, index_dir=str(index_dir) if index_dir else None,
-        judge=judge, judge_backend=judge_backend, judge_base_url=judge_base_url, judge_model=judge_model,
+        dataset=dataset,
+        name=name,
+        only=only,
+        limit=limit,
+        ids=ids.split(",") if ids else None,
+        data=str(data) if data else None,
+        include_up=include_up,
+        fusion=fusion,
+        fusion_weight_bm25=fusion_weight_bm25,
+        top_k=top_k,
+        retrieval_k=retrieval_k,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        attribution=attribution,
+        index_dir=str(index_dir) if index_dir else None,
+        judge=judge,
+        judge_backend=judge_backend,
+        judge_base_url=judge_base_url,
+        judge_model=judge_model,
     )
     if only not in ("all", "retrieval", "answers"):
         raise typer.BadParameter("--only: all, retrieval or answers")
@@ -88,8 +103,9 @@ def format_summary(results: dict) -> str:
 
     order = list(HIGHER_IS_BETTER)
     for k, v in sorted(s["metrics"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 999):
-        lines.append(f"  {LABELS.get(k, k):58s} {v['value']:.3f}  (n={v['n']})" if v["value"] is not None
-                     else f"  {k:58s} –")
+        lines.append(
+            f"  {LABELS.get(k, k):58s} {v['value']:.3f}  (n={v['n']})" if v["value"] is not None else f"  {k:58s} –"
+        )
     for k, v in s.get("latency", {}).items():
         lines.append(f"  {LABELS.get(k, k):58s} p50 {v['p50']:.1f}  p95 {v['p95']:.1f}")
     return "\n".join(lines)
@@ -121,7 +137,7 @@ def rescore_cmd(
 @app.command("report")
 def report_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder (or results.json), or an ablation.json.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output HTML file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output HTML file.")] = None,
 ) -> None:
     """Write the HTML report of a run (metric table, plots, per-question table)."""
     from .report import write_ablation_report, write_report
@@ -155,12 +171,14 @@ def compare_cmd(
 def ablate_cmd(
     dataset: Annotated[str, typer.Option(help="demo | faq | faq-ci")] = "demo",
     only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
-    limit: Annotated[Optional[int], typer.Option()] = None,
-    ids: Annotated[Optional[str], typer.Option(help="Comma-separated question ids.")] = None,
-    axes: Annotated[str, typer.Option(help="Comma-separated: fusion,chunk_size,top_k,attribution")] = "fusion,chunk_size,top_k,attribution",
+    limit: Annotated[int | None, typer.Option()] = None,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated question ids.")] = None,
+    axes: Annotated[
+        str, typer.Option(help="Comma-separated: fusion,chunk_size,top_k,attribution")
+    ] = "fusion,chunk_size,top_k,attribution",
     chunk_sizes: Annotated[str, typer.Option(help="Chunk sizes besides the default.")] = "400,800",
     top_ks: Annotated[str, typer.Option("--top-ks", help="Answer top-k values besides the default.")] = "2,5",
-    resume: Annotated[Optional[Path], typer.Option(help="Continue this ablation folder.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this ablation folder.")] = None,
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
     """Run the ablation variants (one factor at a time) and print/write the table."""
@@ -168,10 +186,15 @@ def ablate_cmd(
     from .run import RunConfig
 
     base = RunConfig(dataset=dataset, only=only, limit=limit, ids=ids.split(",") if ids else None)
-    path = ablate(base, out_dir=resume, axes=[a.strip() for a in axes.split(",")],
-                  chunk_sizes=[int(x) for x in chunk_sizes.split(",") if x.strip()],
-                  top_ks=[int(x) for x in top_ks.split(",") if x.strip()], progress=progress,
-                  log=lambda m: typer.echo(m, err=True))
+    path = ablate(
+        base,
+        out_dir=resume,
+        axes=[a.strip() for a in axes.split(",")],
+        chunk_sizes=[int(x) for x in chunk_sizes.split(",") if x.strip()],
+        top_ks=[int(x) for x in top_ks.split(",") if x.strip()],
+        progress=progress,
+        log=lambda m: typer.echo(m, err=True),
+    )
     typer.echo(format_ablation(path))
     typer.echo(f"ablation: {path} and {path.with_suffix('.html')}")
 

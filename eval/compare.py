@@ -38,8 +38,9 @@ class Diff:
     flag: str  # REGRESSION | improved | ~ | n/a
 
 
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], stat=np.mean, n_boot: int = 2000, seed: int = 0,
-                 alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], stat=np.mean, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
     """Paired bootstrap interval of stat(b) - stat(a) over the common items."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
@@ -67,8 +68,10 @@ def compare_results(ra: dict, rb: dict, min_delta: float = 0.02, min_rel_latency
     rows_b = {r["id"]: r for r in rb["rows"] if not r.get("error")}
     common = [i for i in rows_a if i in rows_b]
     diffs: list[Diff] = []
-    names = sorted({k for i in common for k in rows_a[i]["metrics"]} | {k for i in common for k in rows_b[i]["metrics"]},
-                   key=lambda k: (list(HIGHER_IS_BETTER).index(k) if k in HIGHER_IS_BETTER else 999, k))
+    names = sorted(
+        {k for i in common for k in rows_a[i]["metrics"]} | {k for i in common for k in rows_b[i]["metrics"]},
+        key=lambda k: (list(HIGHER_IS_BETTER).index(k) if k in HIGHER_IS_BETTER else 999, k),
+    )
     for k in names:
         pairs = [(rows_a[i]["metrics"].get(k), rows_b[i]["metrics"].get(k)) for i in common]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
@@ -78,8 +81,11 @@ def compare_results(ra: dict, rb: dict, min_delta: float = 0.02, min_rel_latency
         a, b = zip(*pairs)
         ma, mb = float(np.mean(a)), float(np.mean(b))
         lo, hi = bootstrap_ci(a, b)
-        diffs.append(Diff(k, ma, mb, mb - ma, lo, hi, len(pairs),
-                          _flag(mb - ma, lo, hi, HIGHER_IS_BETTER.get(k, True), min_delta)))
+        diffs.append(
+            Diff(
+                k, ma, mb, mb - ma, lo, hi, len(pairs), _flag(mb - ma, lo, hi, HIGHER_IS_BETTER.get(k, True), min_delta)
+            )
+        )
     for k, higher_better in LATENCY.items():
         pairs = [(rows_a[i].get("latency", {}).get(k), rows_b[i].get("latency", {}).get(k)) for i in common]
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
@@ -89,7 +95,9 @@ def compare_results(ra: dict, rb: dict, min_delta: float = 0.02, min_rel_latency
         ma, mb = float(np.median(a)), float(np.median(b))
         lo, hi = bootstrap_ci(a, b, stat=np.median, n_boot=1000)
         thr = abs(ma) * min_rel_latency
-        diffs.append(Diff(f"{k} (p50)", ma, mb, mb - ma, lo, hi, len(pairs), _flag(mb - ma, lo, hi, higher_better, thr)))
+        diffs.append(
+            Diff(f"{k} (p50)", ma, mb, mb - ma, lo, hi, len(pairs), _flag(mb - ma, lo, hi, higher_better, thr))
+        )
     flips = []
     for i in common:
         ia, ib = rows_a[i].get("issues", []), rows_b[i].get("issues", [])
@@ -119,7 +127,9 @@ def format_table(cmp: dict) -> str:
     lines.append(f"{'metric':28s} {'A':>9s} {'B':>9s} {'B-A':>9s} {'95% CI':>21s} {'n':>4s}  flag")
     for d in cmp["diffs"]:
         ci = f"[{f(d['lo'])}, {f(d['hi'])}]" if d["lo"] is not None else ""
-        lines.append(f"{d['metric']:28s} {f(d['a']):>9s} {f(d['b']):>9s} {f(d['delta']):>9s} {ci:>21s} {d['n']:>4d}  {d['flag']}")
+        lines.append(
+            f"{d['metric']:28s} {f(d['a']):>9s} {f(d['b']):>9s} {f(d['delta']):>9s} {ci:>21s} {d['n']:>4d}  {d['flag']}"
+        )
     if cmp["new_failures"]:
         lines += ["", f"{len(cmp['new_failures'])} question(s) passed in A and fail in B:"]
         for fl in cmp["new_failures"][:30]:

@@ -115,9 +115,16 @@ def faq_records(faq_dir: Path = FAQ_DIR) -> list[dict[str, Any]]:
         if r["canonical"] in seen:
             continue
         seen.add(r["canonical"])
-        out.append({"id": r["id"], "question": r["question"], "type": "answerable",
-                    "reference_answer": _first_paragraphs(r["reference_answer"]), "canonical": r["canonical"],
-                    "license": r.get("license", "")})
+        out.append(
+            {
+                "id": r["id"],
+                "question": r["question"],
+                "type": "answerable",
+                "reference_answer": _first_paragraphs(r["reference_answer"]),
+                "canonical": r["canonical"],
+                "license": r.get("license", ""),
+            }
+        )
     return out
 
 

@@ -266,14 +266,23 @@ def run_variant(name: str, ctx: dict[str, Any]) -> dict[str, Any]:
     row["export_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     emb = SentenceTransformerEmbedder(
-        ctx["model_path"], model_id=s.embedder, max_seq_length=s.embedder_max_seq_length,
-        batch_size=s.embedder_batch_size, backend=backend, quantize=quantize, threads=ctx["threads"],
+        ctx["model_path"],
+        model_id=s.embedder,
+        max_seq_length=s.embedder_max_seq_length,
+        batch_size=s.embedder_batch_size,
+        backend=backend,
+        quantize=quantize,
+        threads=ctx["threads"],
     )
     row["load_s"] = round(time.perf_counter() - t0, 1)
     row["dim"] = emb.dim
     row["model_mb"] = model_size_mb(ctx["model_path"], backend, quantize)
-    meta = {"variant": name, "model": source_fingerprint(ctx["model_path"]), "max_seq": s.embedder_max_seq_length,
-            "chunking": [s.chunk_size, s.chunk_overlap, s.min_chunk_chars]}
+    meta = {
+        "variant": name,
+        "model": source_fingerprint(ctx["model_path"]),
+        "max_seq": s.embedder_max_seq_length,
+        "chunking": [s.chunk_size, s.chunk_overlap, s.min_chunk_chars],
+    }
     cache = VectorCache(ctx["work"] / f"{name}.npz", meta, fresh=ctx["fresh"])
     ctx["caches"][name] = cache
     log(f"[{name}] speed over {len(ctx['speed_texts'])} demo chunks …")
@@ -348,12 +357,21 @@ def best_variant(rows: dict[str, dict[str, Any]], tolerance: float = 0.01) -> st
 # --------------------------------------------------------------------------- report
 
 COLUMNS = [
-    ("variant", "variant", None), ("dim", "dim", "d"), ("chunks_per_s", "chunks/s", ".2f"),
-    ("query_ms_p50", "query ms p50", ".0f"), ("faq_hit@1", "FAQ hit@1", ".3f"), ("faq_hit@5", "FAQ hit@5", ".3f"),
-    ("faq_mrr", "FAQ MRR", ".3f"), ("demo_doc_hit@1", "demo doc hit@1", ".3f"), ("demo_doc_hit@5", "doc hit@5", ".3f"),
-    ("demo_doc_mrr", "doc MRR", ".3f"), ("demo_psg_hit@1", "passage hit@1", ".3f"),
-    ("demo_psg_hit@5", "passage hit@5", ".3f"), ("demo_psg_mrr", "passage MRR", ".3f"),
-    ("cos_vs_torch_mean", "cos vs torch (mean / min)", ".4f"), ("model_mb", "model MB", ".0f"),
+    ("variant", "variant", None),
+    ("dim", "dim", "d"),
+    ("chunks_per_s", "chunks/s", ".2f"),
+    ("query_ms_p50", "query ms p50", ".0f"),
+    ("faq_hit@1", "FAQ hit@1", ".3f"),
+    ("faq_hit@5", "FAQ hit@5", ".3f"),
+    ("faq_mrr", "FAQ MRR", ".3f"),
+    ("demo_doc_hit@1", "demo doc hit@1", ".3f"),
+    ("demo_doc_hit@5", "doc hit@5", ".3f"),
+    ("demo_doc_mrr", "doc MRR", ".3f"),
+    ("demo_psg_hit@1", "passage hit@1", ".3f"),
+    ("demo_psg_hit@5", "passage hit@5", ".3f"),
+    ("demo_psg_mrr", "passage MRR", ".3f"),
+    ("cos_vs_torch_mean", "cos vs torch (mean / min)", ".4f"),
+    ("model_mb", "model MB", ".0f"),
 ]
 
 
@@ -425,11 +443,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     faq_qs, faq_dir = faq_subset(args.limit, work)
     items, corpus = demo_items(args.limit, work)
     ctx: dict[str, Any] = {
-        "settings": settings, "model_path": resolve_embedder(settings), "threads": args.threads, "work": work,
-        "fresh": args.fresh, "speed_texts": demo_chunks(settings, args.limit), "faq_questions": faq_qs,
-        "faq_dir": faq_dir, "demo_items": items, "demo_corpus": corpus,
-        "demo_queries": [retrieval_query(i) for i in items], "chunk_vecs": {}, "faq_qvecs": {}, "demo_qvecs": {},
-        "caches": {}, "rows": {},
+        "settings": settings,
+        "model_path": resolve_embedder(settings),
+        "threads": args.threads,
+        "work": work,
+        "fresh": args.fresh,
+        "speed_texts": demo_chunks(settings, args.limit),
+        "faq_questions": faq_qs,
+        "faq_dir": faq_dir,
+        "demo_items": items,
+        "demo_corpus": corpus,
+        "demo_queries": [retrieval_query(i) for i in items],
+        "chunk_vecs": {},
+        "faq_qvecs": {},
+        "demo_qvecs": {},
+        "caches": {},
+        "rows": {},
     }
     load_start = os.getloadavg()
     for name in names:
@@ -453,8 +482,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "demo_questions": len(items),
         "best": best,
         "environment": {
-            "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "threads": args.threads,
-            "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
+            "machine": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "versions": _versions(),
         },
         "results": results,

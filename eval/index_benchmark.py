@@ -45,12 +45,19 @@ def build(folder: Path, n_chunks: int, dim: int, per_doc: int = 10, seed: int = 
     with write_index(folder, "synthetic", dim) as w:
         for d in range(0, n_chunks, per_doc):
             n = min(per_doc, n_chunks - d)
-            doc = Document(doc_id=f"syn/{d // per_doc}", title=f"Synthetisch document {d // per_doc}",
-                           source=f"syn/{d // per_doc}.txt", sections=[], content_hash=str(d),
-                           doc_type=rnd.choice(["begroting", "jaarstukken", "raadsbrief"]),
-                           year=rnd.randint(2015, 2025))
-            chunks = [Chunk(doc_id=doc.doc_id, text=" ".join(rnd.choices(words, k=80)), heading_path=["Sectie"],
-                            position=i) for i in range(n)]
+            doc = Document(
+                doc_id=f"syn/{d // per_doc}",
+                title=f"Synthetisch document {d // per_doc}",
+                source=f"syn/{d // per_doc}.txt",
+                sections=[],
+                content_hash=str(d),
+                doc_type=rnd.choice(["begroting", "jaarstukken", "raadsbrief"]),
+                year=rnd.randint(2015, 2025),
+            )
+            chunks = [
+                Chunk(doc_id=doc.doc_id, text=" ".join(rnd.choices(words, k=80)), heading_path=["Sectie"], position=i)
+                for i in range(n)
+            ]
             v = rng.standard_normal((n, dim)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             w.upsert(doc, chunks, v)
@@ -98,8 +105,12 @@ def main(argv: list[str] | None = None) -> None:
         size = sum(p.stat().st_size for p in (folder / snap.name).rglob("*") if p.is_file())
         print(f"{args.chunks} chunks, dim {args.dim}: build {build_s:.1f}s, on disk {size / 1e6:.0f} MB")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"chunks": args.chunks, "dim": args.dim, "build_s": build_s,
-                                        "disk_mb": size / 1e6, "results": results}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {"chunks": args.chunks, "dim": args.dim, "build_s": build_s, "disk_mb": size / 1e6, "results": results},
+                indent=2,
+            )
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

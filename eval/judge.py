@@ -67,7 +67,9 @@ def judge_answer(llm, question: str, reference: str, answer, max_tokens: int = 8
 
     sources = [c.snippet for c in answer.citations]
     prompt = build_prompt(question, reference, answer.answer, sources)
-    text = complete(llm, [{"role": "user", "content": prompt}], GenerationParams(max_tokens=max_tokens, temperature=0.0))
+    text = complete(
+        llm, [{"role": "user", "content": prompt}], GenerationParams(max_tokens=max_tokens, temperature=0.0)
+    )
     verdict = parse_verdict(text)
     verdict["judge_model"] = getattr(llm, "model_id", "?")
     return verdict

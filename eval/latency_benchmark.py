@@ -102,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=20, help="answerable gold questions to time")
     ap.add_argument("--out", type=Path, default=REPORTS / "latency-benchmark")
-    ap.add_argument("--worker", choices=["inline", "process"], default="inline",
-                    help="where the LLM runs (settings.llm_worker); the raw llama.cpp comparison needs inline")
+    ap.add_argument(
+        "--worker",
+        choices=["inline", "process"],
+        default="inline",
+        help="where the LLM runs (settings.llm_worker); the raw llama.cpp comparison needs inline",
+    )
     args = ap.parse_args(argv)
 
     from rag.embed import load_embedder
@@ -162,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         "threads": getattr(llm.inner, "n_threads", None),
         "worker": args.worker,
         "focus_sentences": settings.focus_sentences,
-        "first_token_ms": {"p50": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.5),
-                           "p95": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.95)},
+        "first_token_ms": {
+            "p50": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.5),
+            "p95": pct([r["first_token_ms"] for r in rows if r["first_token_ms"]], 0.95),
+        },
         "total_ms": {"p50": pct([r["total_ms"] for r in rows], 0.5), "p95": pct([r["total_ms"] for r in rows], 0.95)},
         "context_tokens_p50": pct([r["context_tokens"] for r in rows], 0.5),
         "prompt_tokens_p50": pct([r["prompt_tokens"] for r in rows], 0.5),
@@ -178,17 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         f"| questions | {summary['questions']} (demo gold, answerable) |",
         f"| time to first token p50 / p95 | {summary['first_token_ms']['p50']} / {summary['first_token_ms']['p95']} ms |",
         f"| total per answer p50 / p95 | {summary['total_ms']['p50']} / {summary['total_ms']['p95']} ms |",
-        (f"| prompt tokens p50 (of which context + question) | {summary['prompt_tokens_p50']} "
-         f"({summary['context_tokens_p50']}) |"),
-        (f"| decode tok/s pipeline / raw llama.cpp (p50) | {summary['pipeline_tokens_per_s_p50']} / "
-         f"{summary['raw_tokens_per_s_p50']} |"),
+        (
+            f"| prompt tokens p50 (of which context + question) | {summary['prompt_tokens_p50']} "
+            f"({summary['context_tokens_p50']}) |"
+        ),
+        (
+            f"| decode tok/s pipeline / raw llama.cpp (p50) | {summary['pipeline_tokens_per_s_p50']} / "
+            f"{summary['raw_tokens_per_s_p50']} |"
+        ),
         f"| pipeline / raw decode (mean of ratios) | {summary['decode_ratio_mean']} |",
     ]
     if prefill:
-        md.append(f"| prefill, fixed prefix from empty cache | {prefill['prefix_tokens']} tokens in "
-                  f"{prefill['prefix_s']} s ({prefill['prefix_tokens_per_s']} tok/s) |")
-        md.append(f"| prefill, context + question after cached prefix | {prefill['context_tokens']} tokens in "
-                  f"{prefill['context_s']} s ({prefill['context_tokens_per_s']} tok/s) |")
+        md.append(
+            f"| prefill, fixed prefix from empty cache | {prefill['prefix_tokens']} tokens in "
+            f"{prefill['prefix_s']} s ({prefill['prefix_tokens_per_s']} tok/s) |"
+        )
+        md.append(
+            f"| prefill, context + question after cached prefix | {prefill['context_tokens']} tokens in "
+            f"{prefill['context_s']} s ({prefill['context_tokens_per_s']} tok/s) |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1), encoding="utf-8")
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n", encoding="utf-8")

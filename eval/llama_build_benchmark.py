@@ -44,24 +44,37 @@ def main(argv: list[str] | None = None) -> int:
         if len(wheels) != 1:
             ap.error(f"{spec}: {len(wheels)} wheels match")
         target = work / name
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheels[0]],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheels[0]], check=True
+        )
         builds[name] = target
 
     runs: dict[str, list[dict]] = {n: [] for n in builds}
     for i in range(args.repeat):
         for name, target in builds.items():
-            r = smoke_test(model, prefill=args.prefill, decode=args.decode, threads=args.threads,
-                           pythonpath=[str(target)], timeout=900, variant="portable")
+            r = smoke_test(
+                model,
+                prefill=args.prefill,
+                decode=args.decode,
+                threads=args.threads,
+                pythonpath=[str(target)],
+                timeout=900,
+                variant="portable",
+            )
             if not r.ok:
                 print(f"{name}: {r.message()}", file=sys.stderr)
                 return 1
             runs[name].append(r.detail)
-            print(f"run {i + 1} {name}: prefill {r.detail['prefill_tokens_per_s']} tok/s, "
-                  f"decode {r.detail['decode_tokens_per_s']} tok/s", flush=True)
+            print(
+                f"run {i + 1} {name}: prefill {r.detail['prefill_tokens_per_s']} tok/s, "
+                f"decode {r.detail['decode_tokens_per_s']} tok/s",
+                flush=True,
+            )
 
-    print(f"\nCPU vector flags: {' '.join(vector_flags())}; model {Path(model).name}; "
-          f"{args.prefill} prompt tokens, {args.decode} decoded, median of {args.repeat}\n")
+    print(
+        f"\nCPU vector flags: {' '.join(vector_flags())}; model {Path(model).name}; "
+        f"{args.prefill} prompt tokens, {args.decode} decoded, median of {args.repeat}\n"
+    )
     print("| build | libggml-cpu uses | prefill tokens/s | decode tokens/s |")
     print("|---|---|---:|---:|")
     for name, target in builds.items():

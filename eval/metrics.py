@@ -228,7 +228,7 @@ def faithfulness(answer: str, passages: dict[int, str], threshold: float = 0.6) 
     imprecise. A question without a marker is not a claim and is not counted (a quoted
     passage may open with one: "Bent u het niet eens met de aanslag? Dan kunt u … [1].").
     """
-    out = Faithfulness(citation_support={m: False for m in passages})
+    out = Faithfulness(citation_support=dict.fromkeys(passages, False))
     for sent in split_answer_sentences(answer):
         cited = markers(sent)
         if not cited and strip_markers(sent).endswith("?"):

@@ -188,18 +188,28 @@ def check_records(
     checks: list[dict[str, Any]] = []
 
     errors = [r for r in records if r.get("status") != 200 or r.get("error")]
-    checks.append(_check(
-        "no_errors", not errors,
-        f"{len(errors)} of {len(records)} requests failed (non-2xx other than retried 503s, transport or stream errors)",
-        [{"seq": r["seq"], "replica": r["replica"], "status": r.get("status"), "error": r.get("error")} for r in errors],
-    ))
+    checks.append(
+        _check(
+            "no_errors",
+            not errors,
+            f"{len(errors)} of {len(records)} requests failed (non-2xx other than retried 503s, transport or stream errors)",
+            [
+                {"seq": r["seq"], "replica": r["replica"], "status": r.get("status"), "error": r.get("error")}
+                for r in errors
+            ],
+        )
+    )
     ok_records = [r for r in records if r.get("status") == 200 and not r.get("error")]
 
     no_gen = [r for r in ok_records if gen_number(r.get("generation")) is None]
-    checks.append(_check(
-        "generation_reported", not no_gen, f"{len(no_gen)} answers without a valid index_generation",
-        [{"seq": r["seq"], "generation": r.get("generation")} for r in no_gen],
-    ))
+    checks.append(
+        _check(
+            "generation_reported",
+            not no_gen,
+            f"{len(no_gen)} answers without a valid index_generation",
+            [{"seq": r["seq"], "generation": r.get("generation")} for r in no_gen],
+        )
+    )
     if first_new_gen is None:
         checks.append(_check("new_generation_published", False, "the ingest published no generation"))
         return checks
@@ -211,68 +221,92 @@ def check_records(
     old = [r for r in ok_records if gen_number(r.get("generation")) is not None and not is_new(r)]
     new = [r for r in ok_records if is_new(r)]
 
-    leaks = [
-        r for r in old
-        if new_ids & set(r.get("cited") or []) or new_ids & set(r.get("sources") or [])
-    ]
-    checks.append(_check(
-        "old_generation_never_sees_new_docs", not leaks,
-        f"{len(old)} answers on an older generation, {len(leaks)} cite or retrieve a new document",
-        [{"seq": r["seq"], "generation": r["generation"], "cited": r.get("cited")} for r in leaks],
-    ))
+    leaks = [r for r in old if new_ids & set(r.get("cited") or []) or new_ids & set(r.get("sources") or [])]
+    checks.append(
+        _check(
+            "old_generation_never_sees_new_docs",
+            not leaks,
+            f"{len(old)} answers on an older generation, {len(leaks)} cite or retrieve a new document",
+            [{"seq": r["seq"], "generation": r["generation"], "cited": r.get("cited")} for r in leaks],
+        )
+    )
 
     missed = [
-        r for r in new
+        r
+        for r in new
         if r["qid"] in new_docs and r.get("sources") is not None and new_docs[r["qid"]] not in r["sources"]
     ]
     n_new_streamed = sum(1 for r in new if r["qid"] in new_docs and r.get("sources") is not None)
-    checks.append(_check(
-        "new_generation_retrieves_new_doc", not missed,
-        f"{n_new_streamed} streamed new-document answers on the new generation, {len(missed)} without the document "
-        "among their passages",
-        [{"seq": r["seq"], "qid": r["qid"], "sources": r.get("sources")} for r in missed],
-    ))
+    checks.append(
+        _check(
+            "new_generation_retrieves_new_doc",
+            not missed,
+            f"{n_new_streamed} streamed new-document answers on the new generation, {len(missed)} without the document "
+            "among their passages",
+            [{"seq": r["seq"], "qid": r["qid"], "sources": r.get("sources")} for r in missed],
+        )
+    )
 
     if switch_time is not None:
         stale = [
-            r for r in ok_records
-            if r["started"] > switch_time + READER_CHECK_INTERVAL + stale_margin and not is_new(r)
+            r for r in ok_records if r["started"] > switch_time + READER_CHECK_INTERVAL + stale_margin and not is_new(r)
         ]
-        checks.append(_check(
-            "no_stale_generation_after_switch", not stale,
-            f"{len(stale)} answers started more than {READER_CHECK_INTERVAL + stale_margin:.0f} s after the switch "
-            "used an older generation",
-            [{"seq": r["seq"], "replica": r["replica"], "generation": r.get("generation")} for r in stale],
-        ))
+        checks.append(
+            _check(
+                "no_stale_generation_after_switch",
+                not stale,
+                f"{len(stale)} answers started more than {READER_CHECK_INTERVAL + stale_margin:.0f} s after the switch "
+                "used an older generation",
+                [{"seq": r["seq"], "replica": r["replica"], "generation": r.get("generation")} for r in stale],
+            )
+        )
 
     new_q_old = [r for r in old if r["qid"] in new_docs]
     new_q_new = [r for r in new if r["qid"] in new_docs]
-    checks.append(_check(
-        "both_generations_seen", bool(new_q_old) and bool(new_q_new),
-        f"new-document questions answered on the old generation: {len(new_q_old)}, on the new: {len(new_q_new)}",
-    ))
+    checks.append(
+        _check(
+            "both_generations_seen",
+            bool(new_q_old) and bool(new_q_new),
+            f"new-document questions answered on the old generation: {len(new_q_old)}, on the new: {len(new_q_new)}",
+        )
+    )
 
     missing = []
     for rep in sorted(set(replicas)):
         for qid, doc_id in sorted(new_docs.items()):
             good = [
-                r for r in new_q_new
+                r
+                for r in new_q_new
                 if r["replica"] == rep and r["qid"] == qid and not r.get("refused") and doc_id in (r.get("cited") or [])
             ]
             if not good:
                 seen = [r for r in new_q_new if r["replica"] == rep and r["qid"] == qid]
-                missing.append({
-                    "replica": rep, "qid": qid, "doc_id": doc_id,
-                    "got": [{"seq": r["seq"], "refused": r.get("refused"), "reason": r.get("refusal_reason"),
-                             "cited": r.get("cited")} for r in seen],
-                })
+                missing.append(
+                    {
+                        "replica": rep,
+                        "qid": qid,
+                        "doc_id": doc_id,
+                        "got": [
+                            {
+                                "seq": r["seq"],
+                                "refused": r.get("refused"),
+                                "reason": r.get("refusal_reason"),
+                                "cited": r.get("cited"),
+                            }
+                            for r in seen
+                        ],
+                    }
+                )
     n_rep = len(set(replicas))
-    checks.append(_check(
-        "new_docs_answerable_on_every_replica", not missing,
-        f"{n_rep * len(new_docs) - len(missing)} of {n_rep * len(new_docs)} (replica, new document) pairs answered "
-        "citing the document on the new generation",
-        missing,
-    ))
+    checks.append(
+        _check(
+            "new_docs_answerable_on_every_replica",
+            not missing,
+            f"{n_rep * len(new_docs) - len(missing)} of {n_rep * len(new_docs)} (replica, new document) pairs answered "
+            "citing the document on the new generation",
+            missing,
+        )
+    )
     return checks
 
 
@@ -369,7 +403,9 @@ class FakeOpenAIServer:
             def do_GET(self) -> None:
                 outer.requests[self.path] += 1
                 if self.path.rstrip("/") == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": outer.model, "object": "model", "owned_by": "test"}]})
+                    self._json(
+                        200, {"object": "list", "data": [{"id": outer.model, "object": "model", "owned_by": "test"}]}
+                    )
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
@@ -396,12 +432,25 @@ class FakeOpenAIServer:
                     if not body.get("stream"):
                         for _ in words:
                             time.sleep(outer.delay)
-                        self._json(200, {
-                            **base, "object": "chat.completion",
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
-                                         "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": len(words) + 1},
-                        })
+                        self._json(
+                            200,
+                            {
+                                **base,
+                                "object": "chat.completion",
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "message": {"role": "assistant", "content": " ".join(words)},
+                                        "finish_reason": "stop",
+                                    }
+                                ],
+                                "usage": {
+                                    "prompt_tokens": 1,
+                                    "completion_tokens": len(words),
+                                    "total_tokens": len(words) + 1,
+                                },
+                            },
+                        )
                         return
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
@@ -412,13 +461,20 @@ class FakeOpenAIServer:
                         for i, w in enumerate(words):
                             if outer.delay:
                                 time.sleep(outer.delay)
-                            chunk = {**base, "object": "chat.completion.chunk",
-                                     "choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w},
-                                                  "finish_reason": None}]}
+                            chunk = {
+                                **base,
+                                "object": "chat.completion.chunk",
+                                "choices": [
+                                    {"index": 0, "delta": {"content": w if i == 0 else " " + w}, "finish_reason": None}
+                                ],
+                            }
                             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                             self.wfile.flush()
-                        last = {**base, "object": "chat.completion.chunk",
-                                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                        last = {
+                            **base,
+                            "object": "chat.completion.chunk",
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        }
                         self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
                         self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError):
@@ -495,8 +551,9 @@ class Children:
                     proc.wait(5)
 
 
-def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.5,
-             alive: subprocess.Popen | None = None) -> bool:
+def wait_for(
+    pred: Callable[[], bool], timeout: float, interval: float = 0.5, alive: subprocess.Popen | None = None
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
@@ -520,8 +577,17 @@ def http_ok(url: str, timeout: float = 5.0) -> bool:
 class Load:
     """Clients asking round-robin over the replicas until ``stop()``."""
 
-    def __init__(self, urls: list[str], questions: list[tuple[str, str, str]], clients: int, t0: float,
-                 request_timeout: float, max_503_retries: int, think: float, deadline: float) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        questions: list[tuple[str, str, str]],
+        clients: int,
+        t0: float,
+        request_timeout: float,
+        max_503_retries: int,
+        think: float,
+        deadline: float,
+    ) -> None:
         self.urls = urls
         self.questions = questions  # (qid, kind, question)
         self.n_clients = clients
@@ -576,8 +642,9 @@ class Load:
                     self._stop.wait(self.think)
 
 
-def ask(http, url: str, question: str, rec: Record, now: Callable[[], float], max_503_retries: int,
-        deadline: float) -> Record:
+def ask(
+    http, url: str, question: str, rec: Record, now: Callable[[], float], max_503_retries: int, deadline: float
+) -> Record:
     """One question to one replica, retrying 503 (and a streamed ``llm_unavailable`` error)
     after Retry-After; fills ``rec``."""
     rec.started = now()
@@ -685,8 +752,18 @@ def _ingest_report(text: str) -> dict[str, Any] | None:
         return None
 
 
-def ingest_with_lock_checks(children: Children, vb: list[str], env: dict[str, str], work: Path, index: Path,
-                            new_dir: Path, hold: float, timeout: float, t0: float, log: Callable[[str], None]) -> dict:
+def ingest_with_lock_checks(
+    children: Children,
+    vb: list[str],
+    env: dict[str, str],
+    work: Path,
+    index: Path,
+    new_dir: Path,
+    hold: float,
+    timeout: float,
+    t0: float,
+    log: Callable[[str], None],
+) -> dict:
     """The mid-run ingest (A), and two concurrent ones while A holds the writer lock: B
     without --wait (must fail clearly) and C with --wait (must block, then succeed)."""
     res: dict[str, Any] = {"lock_checks": []}
@@ -707,11 +784,14 @@ def ingest_with_lock_checks(children: Children, vb: list[str], env: dict[str, st
             pass
         b_err = children.log_tail("ingest-b", 4000)
         b_ok = b.returncode not in (None, 0) and LOCK_MESSAGE in b_err
-        res["lock_checks"].append({
-            "name": "second_ingest_fails_clearly", "ok": b_ok,
-            "detail": f"ingest without --wait exited {b.returncode}: "
-                      + (b_err.strip().splitlines()[-1][:300] if b_err.strip() else "(no message)"),
-        })
+        res["lock_checks"].append(
+            {
+                "name": "second_ingest_fails_clearly",
+                "ok": b_ok,
+                "detail": f"ingest without --wait exited {b.returncode}: "
+                + (b_err.strip().splitlines()[-1][:300] if b_err.strip() else "(no message)"),
+            }
+        )
         waiters = flock_waiters()
         if waiters is None:
             time.sleep(30)
@@ -729,16 +809,23 @@ def ingest_with_lock_checks(children: Children, vb: list[str], env: dict[str, st
         res["_c_blocked"] = (c_blocked, how)
     else:
         for name in ("second_ingest_fails_clearly", "waiting_ingest_waits_then_succeeds"):
-            res["lock_checks"].append({
-                "name": name, "ok": False, "detail": "not exercised: ingest A finished before it could be paused",
-            })
+            res["lock_checks"].append(
+                {
+                    "name": name,
+                    "ok": False,
+                    "detail": "not exercised: ingest A finished before it could be paused",
+                }
+            )
     try:
         a.wait(timeout)
     except subprocess.TimeoutExpired:
         pass
     res["switch_time"] = time.monotonic() - t0
-    res["a"] = {"returncode": a.returncode, "report": _ingest_report(children.stdout("ingest-a")),
-                "log_tail": children.log_tail("ingest-a", 600) if a.returncode else ""}
+    res["a"] = {
+        "returncode": a.returncode,
+        "report": _ingest_report(children.stdout("ingest-a")),
+        "log_tail": children.log_tail("ingest-a", 600) if a.returncode else "",
+    }
     if c is not None:
         try:
             c.wait(timeout)
@@ -748,25 +835,41 @@ def ingest_with_lock_checks(children: Children, vb: list[str], env: dict[str, st
         a_gen = (res["a"]["report"] or {}).get("generation")
         c_blocked, how = res.pop("_c_blocked")
         c_ok = (
-            c_blocked and c.returncode == 0 and c_rep is not None
-            and not c_rep.get("added") and a_gen is not None and (c_rep.get("generation") or 0) > a_gen
+            c_blocked
+            and c.returncode == 0
+            and c_rep is not None
+            and not c_rep.get("added")
+            and a_gen is not None
+            and (c_rep.get("generation") or 0) > a_gen
         )
         res["c"] = {"returncode": c.returncode, "report": c_rep}
-        res["lock_checks"].append({
-            "name": "waiting_ingest_waits_then_succeeds", "ok": bool(c_ok),
-            "detail": f"ingest --wait: {how}; exited {c.returncode}; its generation "
-                      f"{(c_rep or {}).get('generation')} after A's {a_gen}; added {(c_rep or {}).get('added')}, "
-                      f"unchanged {len((c_rep or {}).get('unchanged') or [])}",
-        })
+        res["lock_checks"].append(
+            {
+                "name": "waiting_ingest_waits_then_succeeds",
+                "ok": bool(c_ok),
+                "detail": f"ingest --wait: {how}; exited {c.returncode}; its generation "
+                f"{(c_rep or {}).get('generation')} after A's {a_gen}; added {(c_rep or {}).get('added')}, "
+                f"unchanged {len((c_rep or {}).get('unchanged') or [])}",
+            }
+        )
     if b is not None:
         res["b"] = {"returncode": b.returncode}
     return res
 
 
-def build_index(children: Children, vb: list[str], env: dict[str, str], work: Path, index: Path,
-                args: argparse.Namespace, report: dict[str, Any], log: Callable[[str], None]) -> bool:
-    p = children.start("ingest-corpus", [*vb, "ingest", str(args.corpus), "--json", "--index-dir", str(index)],
-                       env, work)
+def build_index(
+    children: Children,
+    vb: list[str],
+    env: dict[str, str],
+    work: Path,
+    index: Path,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    log: Callable[[str], None],
+) -> bool:
+    p = children.start(
+        "ingest-corpus", [*vb, "ingest", str(args.corpus), "--json", "--index-dir", str(index)], env, work
+    )
     try:
         p.wait(args.timeout)
     except subprocess.TimeoutExpired:
@@ -776,8 +879,10 @@ def build_index(children: Children, vb: list[str], env: dict[str, str], work: Pa
         log(f"building the index failed ({p.returncode}):\n{children.log_tail('ingest-corpus')}")
         return False
     report["base_index"] = base_rep
-    log(f"index gen {base_rep['generation']}: {len(base_rep['added'])} documents, "
-        f"{base_rep['chunks_embedded']} chunks ({base_rep['seconds']} s)")
+    log(
+        f"index gen {base_rep['generation']}: {len(base_rep['added'])} documents, "
+        f"{base_rep['chunks_embedded']} chunks ({base_rep['seconds']} s)"
+    )
     return True
 
 
@@ -801,8 +906,11 @@ def run(args: argparse.Namespace) -> int:
     threads = str(args.replica_threads)
     base_env = _env(
         dict(os.environ),
-        OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1", VRAAGBAAK_LOG_JSON="true",
+        OMP_NUM_THREADS=threads,
+        MKL_NUM_THREADS=threads,
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        VRAAGBAAK_LOG_JSON="true",
     )
     index = work / "index"
     report: dict[str, Any] = {
@@ -819,8 +927,12 @@ def run(args: argparse.Namespace) -> int:
             shutil.copytree(args.index_from / gen, index / gen)
             (index / "CURRENT").write_text(gen + "\n", encoding="utf-8")
             manifest = json.loads((index / gen / "manifest.json").read_text(encoding="utf-8"))
-            report["base_index"] = {"copied_from": str(args.index_from), "generation": manifest.get("generation"),
-                                    "n_documents": manifest.get("n_documents"), "n_chunks": manifest.get("n_chunks")}
+            report["base_index"] = {
+                "copied_from": str(args.index_from),
+                "generation": manifest.get("generation"),
+                "n_documents": manifest.get("n_documents"),
+                "n_chunks": manifest.get("n_chunks"),
+            }
             log(f"copied {args.index_from}/{gen} ({manifest.get('n_documents')} documents) to {index}")
         else:
             log(f"building the index from {args.corpus} in {index}")
@@ -839,10 +951,27 @@ def run(args: argparse.Namespace) -> int:
             gguf = args.gguf or resolve_llm(Settings())
             port = free_port()
             llm_url = f"http://127.0.0.1:{port}/v1"
-            cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLM_ALIAS,
-                   "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(args.llm_ctx),
-                   "--n_threads", str(args.llm_threads), "--n_threads_batch", str(args.llm_threads),
-                   "--interrupt_requests", "false"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--model_alias",
+                LLM_ALIAS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                str(args.llm_ctx),
+                "--n_threads",
+                str(args.llm_threads),
+                "--n_threads_batch",
+                str(args.llm_threads),
+                "--interrupt_requests",
+                "false",
+            ]
             report["llm"] = {"kind": "llama_cpp.server", "url": llm_url, "gguf": str(gguf), "cmd": cmd}
             log(f"starting llama_cpp.server on {llm_url} ({args.llm_threads} threads)")
             srv = children.start("llama-server", cmd, dict(os.environ), work)
@@ -855,15 +984,34 @@ def run(args: argparse.Namespace) -> int:
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         replica_env = _env(
             base_env,
-            VRAAGBAAK_LLM_BACKEND="openai", VRAAGBAAK_LLM_BASE_URL=llm_url, VRAAGBAAK_LLM_MODEL_NAME=LLM_ALIAS,
-            VRAAGBAAK_LLM_TIMEOUT=str(args.request_timeout), VRAAGBAAK_MAX_ANSWER_TOKENS=str(args.max_answer_tokens),
-            VRAAGBAAK_RATE_LIMIT_PER_MINUTE="0", VRAAGBAAK_LLM_QUEUE="16",
+            VRAAGBAAK_LLM_BACKEND="openai",
+            VRAAGBAAK_LLM_BASE_URL=llm_url,
+            VRAAGBAAK_LLM_MODEL_NAME=LLM_ALIAS,
+            VRAAGBAAK_LLM_TIMEOUT=str(args.request_timeout),
+            VRAAGBAAK_MAX_ANSWER_TOKENS=str(args.max_answer_tokens),
+            VRAAGBAAK_RATE_LIMIT_PER_MINUTE="0",
+            VRAAGBAAK_LLM_QUEUE="16",
             VRAAGBAAK_LLM_QUEUE_TIMEOUT=str(args.queue_timeout),
         )
         for i, port in enumerate(ports):
-            children.start(f"replica-{i}", [*vb, "serve", "--host", "127.0.0.1", "--port", str(port), "--dev",
-                                            "--index-dir", str(index), "--data-dir", str(work / f"data-{i}")],
-                           replica_env, work)
+            children.start(
+                f"replica-{i}",
+                [
+                    *vb,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dev",
+                    "--index-dir",
+                    str(index),
+                    "--data-dir",
+                    str(work / f"data-{i}"),
+                ],
+                replica_env,
+                work,
+            )
         log(f"started {args.replicas} replicas on ports {ports}; waiting for /readyz")
         for i, url in enumerate(urls):
             proc = children.procs[f"replica-{i}"]
@@ -887,8 +1035,9 @@ def run(args: argparse.Namespace) -> int:
         log(f"{args.clients} clients asking; ingest after {args.before} answers")
         wait_for(lambda: load.finished() >= args.before, max(0.0, deadline - time.monotonic()), interval=0.2)
         log(f"{load.finished()} answers so far; ingesting {len(NEW_DOCS)} new documents")
-        ing = ingest_with_lock_checks(children, vb, base_env, work, index, new_dir, args.hold,
-                                      max(60.0, deadline - time.monotonic()), t0, log)
+        ing = ingest_with_lock_checks(
+            children, vb, base_env, work, index, new_dir, args.hold, max(60.0, deadline - time.monotonic()), t0, log
+        )
         report["ingest"] = ing
         switch = ing["switch_time"]
         a_rep = ing["a"]["report"] or {}
@@ -899,8 +1048,11 @@ def run(args: argparse.Namespace) -> int:
             new_docs[d.qid] = ids[0] if ids else f"?/{d.stem}"
         log(f"ingest A exited {ing['a']['returncode']}: generation {first_new_gen}, added {a_rep.get('added')}")
         wait_for(
-            lambda: load.finished(lambda r: r.started > switch + READER_CHECK_INTERVAL + args.stale_margin) >= args.after,
-            max(0.0, deadline - time.monotonic()), interval=0.2,
+            lambda: (
+                load.finished(lambda r: r.started > switch + READER_CHECK_INTERVAL + args.stale_margin) >= args.after
+            ),
+            max(0.0, deadline - time.monotonic()),
+            interval=0.2,
         )
         load.stop()
         log(f"load stopped: {len(load.records)} requests")
@@ -908,9 +1060,14 @@ def run(args: argparse.Namespace) -> int:
         # 5. afterwards: every replica answers every new-document question
         records = [r for r in load.records if r.started or r.finished]
         have = {
-            (r.replica, r.qid) for r in records
-            if r.qid in new_docs and gen_number(r.generation) is not None and first_new_gen is not None
-            and gen_number(r.generation) >= first_new_gen and not r.refused and new_docs[r.qid] in r.cited
+            (r.replica, r.qid)
+            for r in records
+            if r.qid in new_docs
+            and gen_number(r.generation) is not None
+            and first_new_gen is not None
+            and gen_number(r.generation) >= first_new_gen
+            and not r.refused
+            and new_docs[r.qid] in r.cited
         }
         seq = max((r.seq for r in records), default=0) + 1
         with httpx.Client(timeout=httpx.Timeout(args.request_timeout, connect=10.0)) as http:
@@ -932,18 +1089,26 @@ def run(args: argparse.Namespace) -> int:
             if r.phase == "load":
                 r.phase = "before" if r.started < ing["started_at"] else ("during" if r.started < switch else "after")
         rec_dicts = [asdict(r) for r in sorted(records, key=lambda r: r.seq)]
-        checks = check_records(rec_dicts, new_docs=new_docs, first_new_gen=first_new_gen, switch_time=switch,
-                               replicas=range(args.replicas), stale_margin=args.stale_margin)
+        checks = check_records(
+            rec_dicts,
+            new_docs=new_docs,
+            first_new_gen=first_new_gen,
+            switch_time=switch,
+            replicas=range(args.replicas),
+            stale_margin=args.stale_margin,
+        )
         checks += ing["lock_checks"]
-        report.update({
-            "new_docs": new_docs,
-            "first_new_generation": first_new_gen,
-            "switch_time_s": round(switch, 2),
-            "checks": checks,
-            "passed": all(c["ok"] for c in checks),
-            "duration_s": round(now(), 1),
-            "records": rec_dicts,
-        })
+        report.update(
+            {
+                "new_docs": new_docs,
+                "first_new_generation": first_new_gen,
+                "switch_time_s": round(switch, 2),
+                "checks": checks,
+                "passed": all(c["ok"] for c in checks),
+                "duration_s": round(now(), 1),
+                "records": rec_dicts,
+            }
+        )
         if fake is not None:
             report["llm"]["requests"] = dict(fake.requests)
         print_summary(report, args.replicas)
@@ -989,14 +1154,38 @@ def print_summary(report: dict[str, Any], n_replicas: int) -> None:
         ok = [r for r in rs if r["status"] == 200 and not r["error"]]
         gens = sorted({r["generation"] for r in ok if r["generation"]})
         lat = sorted(r["finished"] - r["started"] for r in ok)
-        rows.append([
-            i, len(rs), len(ok), sum(1 for r in ok if not is_new(r)), sum(1 for r in ok if is_new(r)),
-            sum(1 for r in ok if r["refused"]), sum(r["retries_503"] for r in rs), len(rs) - len(ok),
-            ",".join(gens), f"{lat[len(lat) // 2]:.1f}" if lat else "-",
-        ])
+        rows.append(
+            [
+                i,
+                len(rs),
+                len(ok),
+                sum(1 for r in ok if not is_new(r)),
+                sum(1 for r in ok if is_new(r)),
+                sum(1 for r in ok if r["refused"]),
+                sum(r["retries_503"] for r in rs),
+                len(rs) - len(ok),
+                ",".join(gens),
+                f"{lat[len(lat) // 2]:.1f}" if lat else "-",
+            ]
+        )
     print()
-    print(_table(rows, ["replica", "requests", "200", "old gen", "new gen", "refused", "503 retried", "errors",
-                        "generations", "p50 s"]))
+    print(
+        _table(
+            rows,
+            [
+                "replica",
+                "requests",
+                "200",
+                "old gen",
+                "new gen",
+                "refused",
+                "503 retried",
+                "errors",
+                "generations",
+                "p50 s",
+            ],
+        )
+    )
     rows = []
     for qid in sorted({r["qid"] for r in records}):
         rs = [r for r in records if r["qid"] == qid and r["status"] == 200 and not r["error"]]
@@ -1004,12 +1193,21 @@ def print_summary(report: dict[str, Any], n_replicas: int) -> None:
         for label, part in (("old", [r for r in rs if not is_new(r)]), ("new", [r for r in rs if is_new(r)])):
             if not part:
                 continue
-            rows.append([
-                qid, label, len(part), sum(1 for r in part if r["refused"]),
-                sum(1 for r in part if doc and doc in r["cited"]) if doc else "-",
-                (f"{sum(1 for r in part if r['sources'] is not None and doc in r['sources'])}"
-                 f"/{sum(1 for r in part if r['sources'] is not None)} streamed") if doc else "-",
-            ])
+            rows.append(
+                [
+                    qid,
+                    label,
+                    len(part),
+                    sum(1 for r in part if r["refused"]),
+                    sum(1 for r in part if doc and doc in r["cited"]) if doc else "-",
+                    (
+                        f"{sum(1 for r in part if r['sources'] is not None and doc in r['sources'])}"
+                        f"/{sum(1 for r in part if r['sources'] is not None)} streamed"
+                    )
+                    if doc
+                    else "-",
+                ]
+            )
     print()
     print(_table(rows, ["question", "generation", "answers", "refused", "cite new doc", "retrieved new doc"]))
     print()
@@ -1029,8 +1227,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients (round-robin over the replicas)")
     ap.add_argument("--before", type=int, default=6, help="answers before the ingest starts")
     ap.add_argument("--after", type=int, default=6, help="answers started after the switch before the load stops")
-    ap.add_argument("--hold", type=float, default=5.0,
-                    help="seconds the paused ingest keeps the lock after the --wait ingest is seen blocked")
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=5.0,
+        help="seconds the paused ingest keeps the lock after the --wait ingest is seen blocked",
+    )
     ap.add_argument("--max-answer-tokens", type=int, default=128)
     ap.add_argument("--llm-threads", type=int, default=2, help="llama_cpp.server --n_threads")
     ap.add_argument("--llm-ctx", type=int, default=4096, help="llama_cpp.server --n_ctx")
@@ -1039,15 +1241,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fake-delay", type=float, default=0.02, help="seconds per word of the fake LLM")
     ap.add_argument("--replica-threads", type=int, default=1, help="torch/OpenMP threads per replica and ingest")
     ap.add_argument("--corpus", type=Path, default=REPO / "data" / "voorbeeld")
-    ap.add_argument("--index-from", type=Path, default=None,
-                    help="copy the live generation of this index folder instead of building one from --corpus "
-                         "(it must not contain the new documents)")
+    ap.add_argument(
+        "--index-from",
+        type=Path,
+        default=None,
+        help="copy the live generation of this index folder instead of building one from --corpus "
+        "(it must not contain the new documents)",
+    )
     ap.add_argument("--think", type=float, default=0.0, help="seconds a client waits between two questions")
     ap.add_argument("--request-timeout", type=float, default=600.0)
     ap.add_argument("--queue-timeout", type=float, default=600.0, help="VRAAGBAAK_LLM_QUEUE_TIMEOUT of the replicas")
     ap.add_argument("--max-503-retries", type=int, default=30)
-    ap.add_argument("--stale-margin", type=float, default=2.0,
-                    help="seconds after the switch (+1 s reader check interval) from which an old generation is stale")
+    ap.add_argument(
+        "--stale-margin",
+        type=float,
+        default=2.0,
+        help="seconds after the switch (+1 s reader check interval) from which an old generation is stale",
+    )
     ap.add_argument("--start-timeout", type=float, default=900.0, help="seconds a replica may take to get ready")
     ap.add_argument("--timeout", type=float, default=3600.0, help="overall bound of the load phase, seconds")
     ap.add_argument("--report", type=Path, default=DEFAULT_REPORT)

@@ -142,8 +142,10 @@ def plots(results: dict) -> list[tuple[str, str]]:
 
     rows = results["rows"]
     out: list[tuple[str, str]] = []
-    lat = {k: [r["latency"][k] for r in rows if r.get("latency", {}).get(k) is not None]
-           for k in ("total_ms", "first_token_ms", "retrieval_ms", "search_ms")}
+    lat = {
+        k: [r["latency"][k] for r in rows if r.get("latency", {}).get(k) is not None]
+        for k in ("total_ms", "first_token_ms", "retrieval_ms", "search_ms")
+    }
     series = [(k, [v / 1000 for v in vals]) for k, vals in lat.items() if vals and k in ("total_ms", "first_token_ms")]
     if series:
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -196,15 +198,17 @@ def _short(text: str | None, n: int = 400) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def context(results: dict, ablation: dict | None = None, title: str | None = None, notes: str = "",
-            with_questions: bool = True) -> dict[str, Any]:
+def context(
+    results: dict, ablation: dict | None = None, title: str | None = None, notes: str = "", with_questions: bool = True
+) -> dict[str, Any]:
     cfg = results.get("config", {})
     summ = results["summary"]
     m = summ["metrics"]
     run = cfg.get("run", {})
     models = cfg.get("models", {})
+    errors = f", errors: {summ['errors']:d}" if summ.get("errors") else ""
     meta = (
-        f"dataset {run.get('dataset')} ({summ['n']} questions{', errors: %d' % summ['errors'] if summ.get('errors') else ''})"
+        f"dataset {run.get('dataset')} ({summ['n']} questions{errors})"
         f" · only={run.get('only')} · fusion={cfg.get('settings', {}).get('fusion')}"
         f" · chunk_size={cfg.get('settings', {}).get('chunk_size')} · answer_top_k={cfg.get('settings', {}).get('answer_top_k')}"
         f" · attribution={run.get('attribution')} · embedder={models.get('embedder')} · llm={models.get('llm')}"
@@ -239,9 +243,21 @@ def context(results: dict, ablation: dict | None = None, title: str | None = Non
         for k, v in summ.get("latency", {}).items()
         if k in LATENCY
     ]
-    by_type_cols = [k for k in ("key_fact_recall", "faithfulness", "citation_recall_doc", "refusal_accuracy",
-                                "false_refusal_rate", "dutch", "injection_ok", "doc_hit@5", "psg_hit@5")
-                    if any(k in row for row in summ.get("by_type", {}).values())]
+    by_type_cols = [
+        k
+        for k in (
+            "key_fact_recall",
+            "faithfulness",
+            "citation_recall_doc",
+            "refusal_accuracy",
+            "false_refusal_rate",
+            "dutch",
+            "injection_ok",
+            "doc_hit@5",
+            "psg_hit@5",
+        )
+        if any(k in row for row in summ.get("by_type", {}).values())
+    ]
     by_type = sorted(summ.get("by_type", {}).items()) if answer_rows else []
     questions = []
     if with_questions:
@@ -264,8 +280,12 @@ def context(results: dict, ablation: dict | None = None, title: str | None = Non
                         for h in (r.get("retrieval") or {}).get("hits", [])[:5]
                     ),
                     "issues": r.get("issues", []),
-                    "judge": (f"{fmt(r['judge'].get('correctness'))}/{fmt(r['judge'].get('groundedness'))} "
-                              f"{r['judge'].get('why', '')}") if r.get("judge") and "error" not in r["judge"] else "",
+                    "judge": (
+                        f"{fmt(r['judge'].get('correctness'))}/{fmt(r['judge'].get('groundedness'))} "
+                        f"{r['judge'].get('why', '')}"
+                    )
+                    if r.get("judge") and "error" not in r["judge"]
+                    else "",
                 }
             )
     return {
@@ -303,8 +323,10 @@ def write_report(run: Path, out: Path | None = None, ablation: dict | None = Non
 def ablation_table(ablation: dict) -> dict:
     """{'columns': [...], 'rows': [{'variant', 'values'}]} from an ablation.json."""
     cols = ablation["columns"]
-    rows = [{"variant": html.unescape(v["variant"]), "cells": [fmt(v["metrics"].get(c)) for c in cols]}
-            for v in ablation["variants"]]
+    rows = [
+        {"variant": html.unescape(v["variant"]), "cells": [fmt(v["metrics"].get(c)) for c in cols]}
+        for v in ablation["variants"]
+    ]
     return {"columns": [LABELS.get(c, c) for c in cols], "rows": rows}
 
 
@@ -313,9 +335,12 @@ def write_ablation_report(ablation_path: Path, out: Path | None = None) -> Path:
     base = Path(ab["variants"][0]["run_dir"])
     results = load_results(base)
     out = Path(out) if out else Path(ablation_path).with_suffix(".html")
-    html_text = render(results, ablation_table(ab),
-                       title=f"Vraagbaak ablations — {ab.get('dataset')}",
-                       notes=f"Per-question rows below are from the baseline variant ({ab['variants'][0]['variant']}).")
+    html_text = render(
+        results,
+        ablation_table(ab),
+        title=f"Vraagbaak ablations — {ab.get('dataset')}",
+        notes=f"Per-question rows below are from the baseline variant ({ab['variants'][0]['variant']}).",
+    )
     out.write_text(html_text, encoding="utf-8")
     return out
 

@@ -127,20 +127,40 @@ def main(argv: list[str] | None = None) -> None:
         snap, build_s, n_chunks = build_index(s, embedder)
         for label, fusion, w in METHODS:
             m = evaluate(snap, questions, qvecs, fusion, w)
-            row = {"chunk_size": size, "overlap": overlap, "method": label, "fusion": fusion, "weight_bm25": w,
-                   "chunks": n_chunks, "build_s": build_s, **m}
+            row = {
+                "chunk_size": size,
+                "overlap": overlap,
+                "method": label,
+                "fusion": fusion,
+                "weight_bm25": w,
+                "chunks": n_chunks,
+                "build_s": build_s,
+                **m,
+            }
             results.append(row)
-            print(f"c={size:4d} {label:12s} hit@1 {m['hit@1']:.3f}  hit@5 {m['hit@5']:.3f}  MRR {m['mrr']:.3f}  "
-                  f"search p50 {m['search_ms_p50']:.1f} ms p95 {m['search_ms_p95']:.1f} ms", flush=True)
+            print(
+                f"c={size:4d} {label:12s} hit@1 {m['hit@1']:.3f}  hit@5 {m['hit@5']:.3f}  MRR {m['mrr']:.3f}  "
+                f"search p50 {m['search_ms_p50']:.1f} ms p95 {m['search_ms_p95']:.1f} ms",
+                flush=True,
+            )
         if build_s == build_s:
             print(f"c={size}: {n_chunks} chunks indexed in {build_s:.0f}s ({n_chunks / build_s:.2f} chunks/s)")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "dataset": "rijksoverheid-faq", "questions": len(questions), "embedder": base.embedder,
-        "embedder_max_seq_length": base.embedder_max_seq_length, "query_embed_ms": query_ms,
-        "results": results,
-    }, indent=2), encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "dataset": "rijksoverheid-faq",
+                "questions": len(questions),
+                "embedder": base.embedder,
+                "embedder_max_seq_length": base.embedder_max_seq_length,
+                "query_embed_ms": query_ms,
+                "results": results,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     print(f"query embedding: {query_ms:.0f} ms/question; written {args.out}")
 
 

@@ -560,8 +560,11 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
     for k in LATENCY:
         vals = [r.get("latency", {}).get(k) for r in rows]
         if any(v is not None for v in vals):
-            lat[k] = {"p50": M.percentile(vals, 50), "p95": M.percentile(vals, 95),
-                      "n": sum(v is not None for v in vals)}
+            lat[k] = {
+                "p50": M.percentile(vals, 50),
+                "p95": M.percentile(vals, 95),
+                "n": sum(v is not None for v in vals),
+            }
     out["latency"] = lat
     by_type: dict[str, Any] = {}
     for t in sorted({r["type"] for r in rows}):
@@ -613,9 +616,18 @@ def answer_from_row(row: dict):
         refused=a["refused"],
         refusal_reason=a.get("refusal_reason"),
         standalone_question=a.get("standalone_question"),
-        citations=[Citation(marker=c["marker"], doc_id=c["doc_id"], title=c.get("title", ""),
-                            source=c.get("source", ""), section=c.get("section", ""), snippet=c.get("snippet", ""),
-                            chunk_id=c.get("chunk_id")) for c in a.get("citations", [])],
+        citations=[
+            Citation(
+                marker=c["marker"],
+                doc_id=c["doc_id"],
+                title=c.get("title", ""),
+                source=c.get("source", ""),
+                section=c.get("section", ""),
+                snippet=c.get("snippet", ""),
+                chunk_id=c.get("chunk_id"),
+            )
+            for c in a.get("citations", [])
+        ],
         timings=Timings(**a.get("timings", {})),
         model=ModelInfo(**a.get("model", {"llm": "?", "embedder": "?"})),
     )
@@ -787,8 +799,17 @@ def run(
     log(f"run folder: {run_dir}")
 
     t0 = time.perf_counter()
-    rows = evaluate(items, cfg, run_dir, retriever=retriever, pipeline=pipeline, embedder=embedder,
-                    judge=judge_fn, progress=progress, log=log)
+    rows = evaluate(
+        items,
+        cfg,
+        run_dir,
+        retriever=retriever,
+        pipeline=pipeline,
+        embedder=embedder,
+        judge=judge_fn,
+        progress=progress,
+        log=log,
+    )
     config["finished_at"] = datetime.now().isoformat(timespec="seconds")
     config["wall_s"] = round(config.get("wall_s", 0) + time.perf_counter() - t0, 1)
     cfg_path.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -18,8 +18,16 @@ import re
 import unicodedata
 
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"), "-")
-_QUOTES = {ord("\u2018"): "'", ord("\u2019"): "'", ord("\u201a"): "'", ord("\u201c"): '"', ord("\u201d"): '"',
-           ord("\u201e"): '"', ord("\u00b4"): "'", ord("`"): "'"}
+_QUOTES = {
+    ord("\u2018"): "'",
+    ord("\u2019"): "'",
+    ord("\u201a"): "'",
+    ord("\u201c"): '"',
+    ord("\u201d"): '"',
+    ord("\u201e"): '"',
+    ord("\u00b4"): "'",
+    ord("`"): "'",
+}
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:[.,\u00a0 ]\d{3})+)(?![\d]|[.,]\d)")
 _AROUND = re.compile(r"\s*([-/])\s*")
 _SPACE = re.compile(r"\s+")

@@ -193,7 +193,9 @@ def documents(as_json: Annotated[bool, typer.Option("--json")] = False, index_di
         typer.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return
     for d in docs:
-        typer.echo(f"{d['doc_id']:60s} {d['doc_type'] or '-':12s} {d['date'] or '-':10s} {d['n_chunks']:4d} chunks  {d['title']}")
+        typer.echo(
+            f"{d['doc_id']:60s} {d['doc_type'] or '-':12s} {d['date'] or '-':10s} {d['n_chunks']:4d} chunks  {d['title']}"
+        )
 
 
 def _parse_filters(items: list[str] | None):

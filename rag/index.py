@@ -380,9 +380,7 @@ class IndexSnapshot:
         return _doc_dict(r) if r else None
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        rows = self.db.execute(
-            "SELECT * FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,)
-        ).fetchall()
+        rows = self.db.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,)).fetchall()
         return [
             Chunk(
                 doc_id=r["doc_id"],
@@ -406,9 +404,7 @@ def _doc_dict(r: sqlite3.Row) -> dict[str, Any]:
 def open_snapshot(index_dir: Path) -> IndexSnapshot:
     name = read_current(index_dir)
     if name is None:
-        raise IndexNotFoundError(
-            f"No index in '{index_dir}'. Build one first: vraagbaak ingest data/voorbeeld"
-        )
+        raise IndexNotFoundError(f"No index in '{index_dir}'. Build one first: vraagbaak ingest data/voorbeeld")
     return IndexSnapshot(Path(index_dir) / name)
 
 

@@ -73,14 +73,20 @@ def build_context(
         passages.append(Passage(marker=len(passages) + 1, text=text, title=hit.title, section=hit.section))
         chosen.append(hit)
         used += cost
-    return Context(hits=chosen, passages=passages, messages=chat_messages(prompts, passages, question), question=question)
+    return Context(
+        hits=chosen, passages=passages, messages=chat_messages(prompts, passages, question), question=question
+    )
 
 
 def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str) -> list[dict[str, str]]:
     """System prompt and few-shot examples first (fixed, so their KV cache is reused), then
     the numbered passages and the question."""
     user = prompts.context([p.__dict__ for p in passages], question)
-    return [{"role": "system", "content": prompts.system()}, *prompts.few_shot_messages(), {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": prompts.system()},
+        *prompts.few_shot_messages(),
+        {"role": "user", "content": user},
+    ]
 
 
 def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: int) -> Context:

@@ -110,8 +110,10 @@ class Retriever:
         if fusion not in FUSION_METHODS:
             raise ValueError(f"unknown fusion '{fusion}', choose from {FUSION_METHODS}")
         t0 = time.perf_counter()
-        qv = query_vector if query_vector is not None else (
-            None if fusion == "bm25" else self.embedder.embed_query(query)
+        qv = (
+            query_vector
+            if query_vector is not None
+            else (None if fusion == "bm25" else self.embedder.embed_query(query))
         )
         t1 = time.perf_counter()
         snap = self.reader.snapshot()

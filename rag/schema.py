@@ -63,8 +63,9 @@ class Answer(BaseModel):
         description="The answer is a literal sentence of the cited passage: the model's own answer was not usable",
     )
     quote_reason: str | None = Field(
-        None, description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
-        "missing_number | missing_amount | missing_date"
+        None,
+        description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
+        "missing_number | missing_amount | missing_date",
     )
     index_generation: str | None = Field(
         None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"

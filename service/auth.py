@@ -207,7 +207,9 @@ async def get_caller(
     auth_header = request.headers.get("authorization")
     if auth_header and bearer is None:
         raise ApiError(
-            401, "unauthorized", "malformed Authorization header: use 'Bearer KEY'",
+            401,
+            "unauthorized",
+            "malformed Authorization header: use 'Bearer KEY'",
             headers={"WWW-Authenticate": "Bearer"},
         )
     key = bearer.credentials.strip() if bearer is not None else (api_key or "").strip() or None
@@ -219,7 +221,9 @@ async def get_caller(
             rate_key = f"anonymous@{client}"
         else:
             raise ApiError(
-                401, "unauthorized", "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                401,
+                "unauthorized",
+                "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
     else:
@@ -232,7 +236,9 @@ async def get_caller(
     if wait > 0:
         state.metrics.rate_limited.inc()
         raise ApiError(
-            429, "rate_limited", f"rate limit exceeded for '{caller.name}'; retry after {retry_after_header(wait)} s",
+            429,
+            "rate_limited",
+            f"rate limit exceeded for '{caller.name}'; retry after {retry_after_header(wait)} s",
             headers={"Retry-After": retry_after_header(wait)},
         )
     return caller

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ keys_app = typer.Typer(help="Manage API keys (stored hashed in data_dir/keys.sql
 feedback_app = typer.Typer(help="Feedback given on answers.", no_args_is_help=True)
 
 
-def _service_settings(data_dir: Optional[Path] = None, **overrides):
+def _service_settings(data_dir: Path | None = None, **overrides):
     from .config import ServiceSettings
 
     values = {k: v for k, v in overrides.items() if v is not None}
@@ -35,20 +35,20 @@ def _service_settings(data_dir: Optional[Path] = None, **overrides):
 
 
 DataDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", help="Service state folder (default: VRAAGBAAK_DATA_DIR or ~/.local/share/vraagbaak)."),
 ]
 
 
 # --------------------------------------------------------------------------- serve
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     dev: Annotated[
         bool,
         typer.Option("--dev", help="Dev mode: loopback requests without a key are allowed (reader, public documents)."),
     ] = False,
-    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Index folder (default: settings).")] = None,
+    index_dir: Annotated[Path | None, typer.Option("--index-dir", help="Index folder (default: settings).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Run the HTTP API (uvicorn, one process: the LLM gate is per process)."""
@@ -67,7 +67,9 @@ def serve(
     if cfg.dev_mode and cfg.host not in ("127.0.0.1", "localhost", "::1"):
         typer.secho(
             f"warning: dev mode on a non-loopback address ({cfg.host}); anonymous access is still only "
-            "accepted from loopback clients", fg=typer.colors.YELLOW, err=True,
+            "accepted from loopback clients",
+            fg=typer.colors.YELLOW,
+            err=True,
         )
     app = create_app(settings, service_settings=cfg)
     uvicorn.run(
@@ -87,7 +89,7 @@ def keys_add(
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
     role: Annotated[str, typer.Option(help="reader or admin.")] = "reader",
     groups: Annotated[
-        Optional[str], typer.Option(help="Comma-separated access groups (default: none = public documents only).")
+        str | None, typer.Option(help="Comma-separated access groups (default: none = public documents only).")
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -143,7 +145,7 @@ def keys_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = N
 # --------------------------------------------------------------------------- feedback
 @feedback_app.command("export")
 def feedback_export(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSONL file (default: stdout).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file (default: stdout).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Write all feedback as JSON lines (with question/answer when the audit log has them)."""

@@ -77,7 +77,9 @@ class LLMBusy(ApiError):
     def __init__(self, exc: GateFull) -> None:
         why = " (queue full)" if exc.reason == "queue_full" else " (waited too long)"
         super().__init__(
-            503, "llm_busy", "the language model is busy; try again later" + why,
+            503,
+            "llm_busy",
+            "the language model is busy; try again later" + why,
             headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
 
@@ -87,7 +89,9 @@ class LLMUnavailable(ApiError):
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(
-            503, "llm_unavailable", "the language model is unavailable; try again later",
+            503,
+            "llm_unavailable",
+            "the language model is unavailable; try again later",
             headers={"Retry-After": retry_after_header(retry_after)},
         )
 
@@ -126,9 +130,7 @@ def request_id(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
-def error_response(
-    request: Request, status: int, code: str, message: str, headers=None, details=None
-) -> JSONResponse:
+def error_response(request: Request, status: int, code: str, message: str, headers=None, details=None) -> JSONResponse:
     body = {"code": code, "message": message, "request_id": request_id(request)}
     if details is not None:
         body["details"] = details

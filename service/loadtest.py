@@ -160,8 +160,9 @@ async def run(
             waiting = await _metric(client, url, "vraagbaak_llm_queue_depth")
             if in_flight == 0 and waiting == 0:
                 try:
-                    resp = await client.post(url + path, json={"question": QUESTIONS[0]},
-                                             headers={"X-API-Key": keys[0]})
+                    resp = await client.post(
+                        url + path, json={"question": QUESTIONS[0]}, headers={"X-API-Key": keys[0]}
+                    )
                     if resp.status_code == 200:
                         recovered = True
                         break
@@ -187,7 +188,8 @@ async def run(
         "answer_latency_p50_s": round(_percentile(ok200, 50), 2) if ok200 else None,
         "answer_latency_p99_s": round(_percentile(ok200, 99), 2) if ok200 else None,
         "refusal_latency_p99_ms": round(_percentile(latencies.get("503", []), 99) * 1000, 1)
-        if latencies.get("503") else None,
+        if latencies.get("503")
+        else None,
         "retry_after_range_s": [min(retry_after), max(retry_after)] if retry_after else None,
         "peak_queue_depth": peak_queue,
         "healthz_probes": len(health),
@@ -229,11 +231,17 @@ def serve_fake(port: int, delay: float, tokens: int, concurrency: int, queue: in
     emb = HashEmbedder()
     build_index(root / "corpus", settings, emb)
     cfg = ServiceSettings(
-        data_dir=root / "data", llm_concurrency=concurrency, llm_queue=queue, llm_queue_timeout=30,
-        rate_limit_per_minute=600, rate_limit_burst=50, log_level="WARNING",
+        data_dir=root / "data",
+        llm_concurrency=concurrency,
+        llm_queue=queue,
+        llm_queue_timeout=30,
+        rate_limit_per_minute=600,
+        rate_limit_burst=50,
+        log_level="WARNING",
     )
-    app = create_app(settings, make_pipeline(settings, emb, FakeLLM(delay=delay, extra_tokens=tokens)),
-                     service_settings=cfg)
+    app = create_app(
+        settings, make_pipeline(settings, emb, FakeLLM(delay=delay, extra_tokens=tokens)), service_settings=cfg
+    )
     keys = [app.state.vb.keys.add(f"load{i}", "reader") for i in range(4)]
     (root / "keys.json").write_text(json.dumps(keys))
     print(json.dumps({"root": str(root)}), flush=True)
@@ -276,9 +284,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.fake:
             port = _free_port()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "service.loadtest", "--serve-fake", str(port),
-                 "--fake-delay", str(args.fake_delay), "--fake-tokens", str(args.fake_tokens)],
-                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+                [
+                    sys.executable,
+                    "-m",
+                    "service.loadtest",
+                    "--serve-fake",
+                    str(port),
+                    "--fake-delay",
+                    str(args.fake_delay),
+                    "--fake-tokens",
+                    str(args.fake_tokens),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
             )
             assert proc.stdout is not None  # stdout=PIPE
             root = Path(json.loads(proc.stdout.readline())["root"])
@@ -301,8 +320,17 @@ def main(argv: list[str] | None = None) -> int:
             url, keys, capacity = args.url.rstrip("/"), args.key, args.llm_concurrency
         check_loopback(url)
         result = asyncio.run(
-            run(url, keys, capacity, args.factor, args.duration, args.think, args.recovery_timeout,
-                args.health_p99_ms, args.path)
+            run(
+                url,
+                keys,
+                capacity,
+                args.factor,
+                args.duration,
+                args.think,
+                args.recovery_timeout,
+                args.health_p99_ms,
+                args.path,
+            )
         )
     finally:
         if proc is not None:

@@ -50,18 +50,20 @@ class Metrics:
             registry=r,
         )
         self.ttft = Histogram(
-            "vraagbaak_llm_time_to_first_token_seconds", "Time to the first answer token", buckets=_TTFT_BUCKETS,
+            "vraagbaak_llm_time_to_first_token_seconds",
+            "Time to the first answer token",
+            buckets=_TTFT_BUCKETS,
             registry=r,
         )
         self.tokens_per_s = Histogram(
             "vraagbaak_llm_tokens_per_second", "Generation speed per answer", buckets=_TPS_BUCKETS, registry=r
         )
-        self.completion_tokens = Counter(
-            "vraagbaak_llm_completion_tokens", "Answer tokens generated", registry=r
-        )
+        self.completion_tokens = Counter("vraagbaak_llm_completion_tokens", "Answer tokens generated", registry=r)
         self.queue_wait = Histogram(
-            "vraagbaak_llm_queue_wait_seconds", "Time waited for an LLM slot (admitted requests)",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "vraagbaak_llm_queue_wait_seconds",
+            "Time waited for an LLM slot (admitted requests)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge("vraagbaak_llm_queue_depth", "Requests waiting for the LLM", registry=r)
         self.in_flight = Gauge("vraagbaak_llm_in_flight", "Generations running", registry=r)

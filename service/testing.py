@@ -203,8 +203,8 @@ def make_pipeline(settings, embedder, llm):
 class LiveServer:
     """Run an ASGI app with uvicorn on 127.0.0.1 (a free port) in a background thread.
 
-        with LiveServer(app) as base_url:
-            httpx.get(base_url + "/healthz")
+    with LiveServer(app) as base_url:
+        httpx.get(base_url + "/healthz")
     """
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -222,7 +222,12 @@ class LiveServer:
         import uvicorn
 
         config = uvicorn.Config(
-            self.app, host=self.host, port=self.port, log_config=None, access_log=False, lifespan="on",
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
             timeout_graceful_shutdown=3,
         )
         server = self.server = uvicorn.Server(config)

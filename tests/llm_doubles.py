@@ -24,7 +24,7 @@ class WordsLLM(ChatMixin):
         self.pid = os.getpid()
 
     @classmethod
-    def from_settings(cls, settings) -> "WordsLLM":
+    def from_settings(cls, settings) -> WordsLLM:
         if "BROKEN" in str(settings.llm):
             raise LLMError(f"cannot load {settings.llm}: not a model")
         return cls(delay=float(os.environ.get("WORDS_LLM_DELAY", "0")))  # inherited by the worker

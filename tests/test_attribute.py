@@ -6,10 +6,18 @@ from rag.text.numbers import normalise_number, numbers_in
 from rag.types import Passage
 
 P = [
-    Passage(1, "Voor mantelzorgondersteuning is in 2023 € 1.200.000 beschikbaar. Het programma Kansrijke Start loopt door.",
-            "Begroting 2023", "Mantelzorg"),
-    Passage(2, "De nachtopvang aan de Hereweg krijgt 60 extra plekken. Wethouder Jan de Vries opende de locatie op 3 maart.",
-            "Raadsbrief", "Opvang"),
+    Passage(
+        1,
+        "Voor mantelzorgondersteuning is in 2023 € 1.200.000 beschikbaar. Het programma Kansrijke Start loopt door.",
+        "Begroting 2023",
+        "Mantelzorg",
+    ),
+    Passage(
+        2,
+        "De nachtopvang aan de Hereweg krijgt 60 extra plekken. Wethouder Jan de Vries opende de locatie op 3 maart.",
+        "Raadsbrief",
+        "Opvang",
+    ),
     Passage(3, "Het aantal meldingen van huiselijk geweld steeg naar 1.450 in 2022.", "Jaarstukken", "Veiligheid"),
 ]
 
@@ -36,9 +44,14 @@ def test_correct_marker_is_kept():
 
 
 def test_missing_marker_is_added_and_wrong_marker_fixed():
-    at = attribute("Voor mantelzorgondersteuning is € 1.200.000 beschikbaar. Er kwamen 60 extra plekken bij de nachtopvang [3].", P)
+    at = attribute(
+        "Voor mantelzorgondersteuning is € 1.200.000 beschikbaar. Er kwamen 60 extra plekken bij de nachtopvang [3].", P
+    )
     assert at.cited_markers == [1, 2]
-    assert at.text == "Voor mantelzorgondersteuning is € 1.200.000 beschikbaar [1]. Er kwamen 60 extra plekken bij de nachtopvang [2]."
+    assert (
+        at.text
+        == "Voor mantelzorgondersteuning is € 1.200.000 beschikbaar [1]. Er kwamen 60 extra plekken bij de nachtopvang [2]."
+    )
 
 
 def test_marker_outside_the_context_is_not_kept():
@@ -77,8 +90,13 @@ def test_scaled_amounts_must_match_as_a_whole():
 
 
 def test_a_question_in_the_answer_is_not_a_claim():
-    p = [Passage(1, "Leg uw wensen vast in een testament en regel uw uitvaart.",
-                 "Eigen overlijden: wat moet ik regelen voordat ik overlijd?")]
+    p = [
+        Passage(
+            1,
+            "Leg uw wensen vast in een testament en regel uw uitvaart.",
+            "Eigen overlijden: wat moet ik regelen voordat ik overlijd?",
+        )
+    ]
     echo = attribute("Eigen overlijden: wat moet ik regelen voordat ik overlijd [1]?", p)
     assert not echo.supported and echo.dropped[0].reason == "a question, not a statement"
     mixed = attribute("Leg uw wensen vast in een testament [1]. Wilt u uw uitvaart regelen?", p)
@@ -86,7 +104,9 @@ def test_a_question_in_the_answer_is_not_a_claim():
 
 
 def test_invented_name_drops_only_that_sentence():
-    at = attribute("De nachtopvang aan de Hereweg krijgt 60 extra plekken [2]. De wethouder van zorg is Pietersen [2].", P)
+    at = attribute(
+        "De nachtopvang aan de Hereweg krijgt 60 extra plekken [2]. De wethouder van zorg is Pietersen [2].", P
+    )
     assert at.cited_markers == [2]
     assert "Pietersen" not in at.text
     assert [d.reason for d in at.dropped] == ["names not in the passage: pietersen"]
@@ -99,7 +119,10 @@ def test_sentence_without_support_is_dropped():
 
 
 def test_citations_renumbered_in_order_of_first_use():
-    at = attribute("Huiselijk geweld: 1.450 meldingen in 2022 [3]. Kansrijke Start loopt door [1]. Meldingen steeg naar 1.450 [3].", P)
+    at = attribute(
+        "Huiselijk geweld: 1.450 meldingen in 2022 [3]. Kansrijke Start loopt door [1]. Meldingen steeg naar 1.450 [3].",
+        P,
+    )
     assert at.cited_markers == [3, 1]
     assert at.text.count("[1]") == 2 and at.text.count("[2]") == 1
 

@@ -66,17 +66,26 @@ def _docs():
         "De uitbreiding van de locatie aan de Sint Petersburgweg (van 110 naar 600 plekken) is in gang gezet.",
     ]
     names = ["voorbeeld/begroting-2016", "voorbeeld/begroting-2020", "voorbeeld/jaarstukken-2024"]
-    return [Document(page_content=t, metadata={"doc_id": d, "source": f"data/{d}.txt", "chunk_id": i})
-            for i, (t, d) in enumerate(zip(texts, names))]
+    return [
+        Document(page_content=t, metadata={"doc_id": d, "source": f"data/{d}.txt", "chunk_id": i})
+        for i, (t, d) in enumerate(zip(texts, names))
+    ]
 
 
 def test_to_answer_maps_markers_to_retrieved_chunks():
     docs = _docs()
-    a = B.to_answer("Vraag?", "Sinds 1 januari 2015 [1]. Van 110 naar 600 plekken [3][7].", docs,
-                    {"retrieval_ms": 12.0, "first_token_ms": 900.0, "total_ms": 2000.0}, MODEL)
+    a = B.to_answer(
+        "Vraag?",
+        "Sinds 1 januari 2015 [1]. Van 110 naar 600 plekken [3][7].",
+        docs,
+        {"retrieval_ms": 12.0, "first_token_ms": 900.0, "total_ms": 2000.0},
+        MODEL,
+    )
     assert not a.refused and a.refusal_reason is None
     assert [(c.marker, c.doc_id, c.chunk_id) for c in a.citations] == [
-        (1, "voorbeeld/begroting-2016", 0), (3, "voorbeeld/jaarstukken-2024", 2)]  # [7]: no such chunk
+        (1, "voorbeeld/begroting-2016", 0),
+        (3, "voorbeeld/jaarstukken-2024", 2),
+    ]  # [7]: no such chunk
     assert a.citations[0].snippet == docs[0].page_content and a.citations[0].title == ""
     assert a.timings.first_token_ms == 900.0 and a.model.llm == MODEL["llm"]
 
@@ -86,8 +95,10 @@ def test_to_answer_maps_markers_to_retrieved_chunks():
 
 
 def test_split_documents_keeps_doc_id_and_numbers_chunks():
-    long = Document(page_content=("Een zin over zorg en welzijn in de gemeente. " * 60).strip(),
-                    metadata={"doc_id": "voorbeeld/x", "source": "x.txt"})
+    long = Document(
+        page_content=("Een zin over zorg en welzijn in de gemeente. " * 60).strip(),
+        metadata={"doc_id": "voorbeeld/x", "source": "x.txt"},
+    )
     chunks = B.split_documents([long], 1000, 200)
     assert len(chunks) > 2 and all(len(c.page_content) <= 1000 for c in chunks)
     assert [c.metadata["chunk_id"] for c in chunks] == list(range(len(chunks)))
@@ -96,39 +107,74 @@ def test_split_documents_keeps_doc_id_and_numbers_chunks():
 
 def _items():
     return [
-        EvalItem(id="q1", question="Sinds wanneer is de gemeente verantwoordelijk voor de AWBZ-taken?",
-                 key_facts=["1 januari 2015"], gold_docs=["voorbeeld/begroting-2016"],
-                 gold_passages=["Sinds 1 januari 2015"], reference_answer="Sinds 1 januari 2015."),
-        EvalItem(id="q2", question="En hoeveel waren het er voor de uitbreiding?", type="followup",
-                 key_facts=["110"], gold_docs=["voorbeeld/jaarstukken-2024"],
-                 history=[{"role": "user", "content": "Hoeveel plekken krijgt de asielopvang?"},
-                          {"role": "assistant", "content": "600 plekken."}]),
+        EvalItem(
+            id="q1",
+            question="Sinds wanneer is de gemeente verantwoordelijk voor de AWBZ-taken?",
+            key_facts=["1 januari 2015"],
+            gold_docs=["voorbeeld/begroting-2016"],
+            gold_passages=["Sinds 1 januari 2015"],
+            reference_answer="Sinds 1 januari 2015.",
+        ),
+        EvalItem(
+            id="q2",
+            question="En hoeveel waren het er voor de uitbreiding?",
+            type="followup",
+            key_facts=["110"],
+            gold_docs=["voorbeeld/jaarstukken-2024"],
+            history=[
+                {"role": "user", "content": "Hoeveel plekken krijgt de asielopvang?"},
+                {"role": "assistant", "content": "600 plekken."},
+            ],
+        ),
         EvalItem(id="q3", question="Wat is het budget per WIJ-team?", type="unanswerable", expect_refusal=True),
     ]
 
 
 def test_rows_have_the_runners_format(tmp_path):
     store = FAISS.from_documents(_docs(), DeterministicFakeEmbedding(size=32))
-    llm = GenericFakeChatModel(messages=iter([
-        AIMessage(content="Sinds 1 januari 2015 is de gemeente verantwoordelijk [1]."),
-        AIMessage(content="Het waren er 110."),
-        AIMessage(content="Ik weet het niet."),
-    ]))
+    llm = GenericFakeChatModel(
+        messages=iter(
+            [
+                AIMessage(content="Sinds 1 januari 2015 is de gemeente verantwoordelijk [1]."),
+                AIMessage(content="Het waren er 110."),
+                AIMessage(content="Ik weet het niet."),
+            ]
+        )
+    )
     chain = B.build_chain(store.as_retriever(search_kwargs={"k": 2}), llm)
     pipe = B.BaselinePipeline(chain, MODEL, count_tokens=lambda s: len(s.split()))
     cfg = R.RunConfig(dataset="demo", top_k=2, attribution=False)
-    rows = R.evaluate(_items(), cfg, tmp_path / "base", retriever=B.BaselineRetriever(store), pipeline=pipe,
-                      detect=lambda t: "nl", progress=False, log=lambda m: None)
+    rows = R.evaluate(
+        _items(),
+        cfg,
+        tmp_path / "base",
+        retriever=B.BaselineRetriever(store),
+        pipeline=pipe,
+        detect=lambda t: "nl",
+        progress=False,
+        log=lambda m: None,
+    )
     assert [r["id"] for r in rows] == ["q1", "q2", "q3"] and not any(r.get("error") for r in rows)
 
     # the same keys as a row of the product pipeline through the same runner
     class Canned:
         def ask(self, question, history=None, top_k=None):
-            return Answer(answer="Sinds 1 januari 2015 [1].", timings=Timings(total_ms=5.0),
-                          model=ModelInfo(llm="x", embedder="y"))
+            return Answer(
+                answer="Sinds 1 januari 2015 [1].",
+                timings=Timings(total_ms=5.0),
+                model=ModelInfo(llm="x", embedder="y"),
+            )
 
-    prod = R.evaluate(_items()[:1], cfg, tmp_path / "prod", retriever=B.BaselineRetriever(store),
-                      pipeline=Canned(), detect=lambda t: "nl", progress=False, log=lambda m: None)[0]
+    prod = R.evaluate(
+        _items()[:1],
+        cfg,
+        tmp_path / "prod",
+        retriever=B.BaselineRetriever(store),
+        pipeline=Canned(),
+        detect=lambda t: "nl",
+        progress=False,
+        log=lambda m: None,
+    )[0]
     q1, q2, q3 = rows
     assert set(q1) == set(prod) and set(q1["answer"]) == set(prod["answer"])
     assert set(q1["latency"]) == set(prod["latency"])
@@ -154,6 +200,13 @@ def test_rows_have_the_runners_format(tmp_path):
     assert json.loads((tmp_path / "base" / "results.json").read_text())["summary"]["n"] == 3
 
     # resume: nothing is asked again
-    again = R.evaluate(_items(), cfg, tmp_path / "base", retriever=B.BaselineRetriever(store), pipeline=None,
-                       progress=False, log=lambda m: None)
+    again = R.evaluate(
+        _items(),
+        cfg,
+        tmp_path / "base",
+        retriever=B.BaselineRetriever(store),
+        pipeline=None,
+        progress=False,
+        log=lambda m: None,
+    )
     assert [r["id"] for r in again] == ["q1", "q2", "q3"]

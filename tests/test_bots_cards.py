@@ -25,10 +25,22 @@ def _answer(text="Het kost 5 & meer <b>euro</b> [1].", **kw) -> Answer:
     cits = kw.pop("citations", None)
     if cits is None:
         cits = [
-            Citation(marker=1, doc_id="openbaar/tarieven", title="Tarieven <2024> & kosten", source="data/tarieven.md",
-                     section="Tarieven › Leges", snippet="…"),
-            Citation(marker=2, doc_id="openbaar/nota", title="Nota [concept]", source="https://x.nl/a|b>c.pdf",
-                     page=3, snippet="…"),
+            Citation(
+                marker=1,
+                doc_id="openbaar/tarieven",
+                title="Tarieven <2024> & kosten",
+                source="data/tarieven.md",
+                section="Tarieven › Leges",
+                snippet="…",
+            ),
+            Citation(
+                marker=2,
+                doc_id="openbaar/nota",
+                title="Nota [concept]",
+                source="https://x.nl/a|b>c.pdf",
+                page=3,
+                snippet="…",
+            ),
         ]
     return Answer(answer=text, citations=cits, model=MODEL, id="abc123", **kw)
 
@@ -47,7 +59,9 @@ def test_slack_blocks_escape_link_and_carry_the_answer_id():
     assert "[2] <https://x.nl/a%7Cb%3Ec.pdf#page=3|Nota [concept]> — blz. 3" in sources
     buttons = blocks[3]["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
-        (cards.SLACK_ACTION_UP, "abc123"), (cards.SLACK_ACTION_DOWN, "abc123")]
+        (cards.SLACK_ACTION_UP, "abc123"),
+        (cards.SLACK_ACTION_DOWN, "abc123"),
+    ]
     assert blocks[3]["block_id"] == cards.SLACK_FEEDBACK_BLOCK
     assert "<" not in cards.slack_text(_answer()).replace("&lt;", "")
 
@@ -55,16 +69,21 @@ def test_slack_blocks_escape_link_and_carry_the_answer_id():
 def test_slack_blocks_without_links_refusal_and_limits():
     a = _answer(citations=[Citation(marker=1, doc_id="d", title="Titel", source="data/d.md", snippet="…")])
     assert "[1] Titel" in cards.slack_blocks(a)[1]["elements"][0]["text"]  # no template: no link
-    refusal = Answer(answer="Dat staat niet in de documenten die ik kan raadplegen.", refused=True, model=MODEL, id="r1")
+    refusal = Answer(
+        answer="Dat staat niet in de documenten die ik kan raadplegen.", refused=True, model=MODEL, id="r1"
+    )
     blocks = cards.slack_blocks(refusal)
     assert blocks[0]["text"]["text"].startswith(f":information_source: *{cards.REFUSAL_TITLE}*\nDat staat niet")
     assert [b["type"] for b in blocks] == ["section", "actions"]
     assert cards.slack_text(refusal).startswith(cards.REFUSAL_TITLE)
     long = cards.slack_blocks(_answer(text="woord " * 2000), feedback=False)
     assert len(long[0]["text"]["text"]) <= 3000 and long[-1]["type"] != "actions"
-    assert cards.slack_blocks(_answer(text="Dit is **belangrijk** [1]."))[0]["text"]["text"] == "Dit is *belangrijk* [1]."
-    many = _answer(citations=[Citation(marker=i, doc_id=f"d{i}", title=f"T{i}", source="s", snippet="…")
-                              for i in range(1, 13)])
+    assert (
+        cards.slack_blocks(_answer(text="Dit is **belangrijk** [1]."))[0]["text"]["text"] == "Dit is *belangrijk* [1]."
+    )
+    many = _answer(
+        citations=[Citation(marker=i, doc_id=f"d{i}", title=f"T{i}", source="s", snippet="…") for i in range(1, 13)]
+    )
     assert "… en nog 3" in cards.slack_blocks(many)[1]["elements"][0]["text"]
 
 
@@ -89,7 +108,8 @@ def test_adaptive_card_answer_sources_and_feedback():
     assert texts[-1] == cards.DISCLAIMER
     assert [a["data"] for a in card["actions"]] == [
         {cards.TEAMS_FEEDBACK_KEY: "up", "answer_id": "abc123"},
-        {cards.TEAMS_FEEDBACK_KEY: "down", "answer_id": "abc123"}]
+        {cards.TEAMS_FEEDBACK_KEY: "down", "answer_id": "abc123"},
+    ]
     assert all(a["type"] == "Action.Submit" for a in card["actions"])
     assert "actions" not in cards.adaptive_card(_answer(), feedback=False)
 
@@ -97,8 +117,13 @@ def test_adaptive_card_answer_sources_and_feedback():
 def test_adaptive_card_refusal():
     refusal = Answer(answer="Dat staat niet in de documenten die ik kan raadplegen.", refused=True, model=MODEL)
     card = cards.adaptive_card(refusal)
-    assert card["body"][0] == {"type": "TextBlock", "text": cards.REFUSAL_TITLE, "weight": "Bolder",
-                               "color": "Warning", "wrap": True}
+    assert card["body"][0] == {
+        "type": "TextBlock",
+        "text": cards.REFUSAL_TITLE,
+        "weight": "Bolder",
+        "color": "Warning",
+        "wrap": True,
+    }
     assert card["body"][1]["text"].startswith("Dat staat niet")
     assert len(card["body"]) == 2
     assert cards.teams_text(refusal).startswith(cards.REFUSAL_TITLE)
@@ -108,7 +133,9 @@ def test_document_link():
     c = Citation(marker=1, doc_id="map/doc één", title="t", source="data/map/doc één.pdf", page=4, snippet="")
     assert cards.document_link(c) is None
     assert cards.document_link(c, "https://i.nl/d/{doc_id}") == "https://i.nl/d/map/doc%20%C3%A9%C3%A9n"
-    assert cards.document_link(c, "https://i.nl/f?p={source}") == "https://i.nl/f?p=data%2Fmap%2Fdoc%20%C3%A9%C3%A9n.pdf"
+    assert (
+        cards.document_link(c, "https://i.nl/f?p={source}") == "https://i.nl/f?p=data%2Fmap%2Fdoc%20%C3%A9%C3%A9n.pdf"
+    )
     web = c.model_copy(update={"source": "https://www.gemeente.nl/a.pdf"})
     assert cards.document_link(web) == "https://www.gemeente.nl/a.pdf#page=4"
 
@@ -161,14 +188,14 @@ def _png_info(data: bytes) -> tuple[int, int, list[bytes]]:
     w, h = struct.unpack(">II", data[16:24])
     idat, pos = b"", 8
     while pos < len(data):
-        n = struct.unpack(">I", data[pos:pos + 4])[0]
-        kind = data[pos + 4:pos + 8]
+        n = struct.unpack(">I", data[pos : pos + 4])[0]
+        kind = data[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + n]
+            idat += data[pos + 8 : pos + 8 + n]
         pos += 12 + n
     raw = zlib.decompress(idat)
     stride = w * 4 + 1
-    return w, h, [raw[i * stride + 1:(i + 1) * stride] for i in range(h)]
+    return w, h, [raw[i * stride + 1 : (i + 1) * stride] for i in range(h)]
 
 
 def test_teams_manifest_package(tmp_path):
@@ -189,7 +216,7 @@ def test_teams_manifest_package(tmp_path):
     assert all(len(c["title"]) <= 32 for c in m["bots"][0]["commandLists"][0]["commands"])
     assert color[:2] == (192, 192) and outline[:2] == (32, 32)
     rows = outline[2]
-    pixels = [rows[y][x * 4:x * 4 + 4] for y in range(32) for x in range(32)]
+    pixels = [rows[y][x * 4 : x * 4 + 4] for y in range(32) for x in range(32)]
     assert pixels[0][3] == 0  # transparent corner
     assert all(p[:3] == b"\xff\xff\xff" for p in pixels)  # white only
     assert any(p[3] == 255 for p in pixels)
@@ -255,10 +282,16 @@ def _bot_answerer(provider, *, gate=None, audit=None, max_question_chars=2000, m
     from service.schemas import RequestLimits
     from service.workers import WorkerPool
 
-    return BotAnswerer(AnswerService(
-        provider, gate=gate or LLMGate(1, 4, 60.0), workers=WorkerPool(2), metrics=metrics or Metrics(),
-        limits=RequestLimits(max_question_chars=max_question_chars), audit=audit,
-    ))
+    return BotAnswerer(
+        AnswerService(
+            provider,
+            gate=gate or LLMGate(1, 4, 60.0),
+            workers=WorkerPool(2),
+            metrics=metrics or Metrics(),
+            limits=RequestLimits(max_question_chars=max_question_chars),
+            audit=audit,
+        )
+    )
 
 
 def test_answerer_always_filters_uses_the_gate_and_audits(tmp_path):

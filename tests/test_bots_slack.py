@@ -52,8 +52,16 @@ class World:
         self.bolt = mount_slack(self.app, provider, self.bot_settings)
         self.url = ""
 
-    def post(self, payload: dict, *, secret: str = SECRET, timestamp: int | None = None, headers=None,
-             signed: bool = True, form: bool = False):
+    def post(
+        self,
+        payload: dict,
+        *,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+        headers=None,
+        signed: bool = True,
+        form: bool = False,
+    ):
         body = urlencode({"payload": json.dumps(payload)}) if form else json.dumps(payload)
         h = {"Content-Type": "application/x-www-form-urlencoded" if form else "application/json"}
         if signed:
@@ -85,23 +93,39 @@ def world(corpus_root, fake_slack):
         yield w
 
 
-def event(text: str, *, channel: str = "CSOC", kind: str = "app_mention", user: str = "U123", ts: str | None = None,
-          event_id: str | None = None, **extra) -> dict:
+def event(
+    text: str,
+    *,
+    channel: str = "CSOC",
+    kind: str = "app_mention",
+    user: str = "U123",
+    ts: str | None = None,
+    event_id: str | None = None,
+    **extra,
+) -> dict:
     ts = ts or f"{int(time.time())}.{uuid.uuid4().int % 10**6:06d}"
     ev = {"type": kind, "user": user, "text": text, "ts": ts, "channel": channel, "event_ts": ts, "team": TEAM}
     if kind == "message":
         ev["channel_type"] = "im" if channel.startswith("D") else "channel"
     ev.update(extra)
     return {
-        "token": "unused", "team_id": TEAM, "api_app_id": "A0VRAAG", "type": "event_callback",
-        "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(), "event_time": int(time.time()),
-        "authorizations": [{"team_id": TEAM, "user_id": "UBOT", "is_bot": True}], "event": ev,
+        "token": "unused",
+        "team_id": TEAM,
+        "api_app_id": "A0VRAAG",
+        "type": "event_callback",
+        "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": "UBOT", "is_bot": True}],
+        "event": ev,
     }
 
 
 def posts_in(fake: FakeSlackAPI, channel: str, thread_ts: str | None = None) -> list[dict]:
-    return [c["params"] for c in fake.calls_to("chat.postMessage")
-            if c["params"].get("channel") == channel and (thread_ts is None or c["params"].get("thread_ts") == thread_ts)]
+    return [
+        c["params"]
+        for c in fake.calls_to("chat.postMessage")
+        if c["params"].get("channel") == channel and (thread_ts is None or c["params"].get("thread_ts") == thread_ts)
+    ]
 
 
 def final_message(fake: FakeSlackAPI, channel: str, thread_ts: str) -> dict:
@@ -109,7 +133,7 @@ def final_message(fake: FakeSlackAPI, channel: str, thread_ts: str) -> dict:
     placeholder = wait_for(lambda: posts_in(fake, channel, thread_ts))[0]
 
     def updated():
-        for (ch, ts), msg in list(fake.messages.items()):
+        for (ch, _ts), msg in list(fake.messages.items()):
             if ch == channel and msg.get("thread_ts") == thread_ts and msg["text"] != cards.PLACEHOLDER:
                 return msg
         return None
@@ -146,7 +170,9 @@ def test_mention_answered_in_thread_placeholder_then_update(world):
     assert f"<https://intranet.example.nl/doc/{SOC_DOC}|Casusoverleg Kwartelhof>" in sources["elements"][0]["text"]
     actions = blocks[-1]
     assert actions["type"] == "actions" and {e["action_id"] for e in actions["elements"]} == {
-        cards.SLACK_ACTION_UP, cards.SLACK_ACTION_DOWN}
+        cards.SLACK_ACTION_UP,
+        cards.SLACK_ACTION_DOWN,
+    }
     answer_id = actions["elements"][0]["value"]
     assert len(answer_id) == 32
     assert "kwartelhof" in msg["text"].lower()  # the plain-text fallback
@@ -165,7 +191,9 @@ def test_channel_without_mapping_sees_public_documents_only(world):
 
 
 def test_direct_message_answered_in_thread(world):
-    payload = event("Hoeveel geld besteedt de gemeente aan mantelzorgondersteuning in 2023?", channel="DU123", kind="message")
+    payload = event(
+        "Hoeveel geld besteedt de gemeente aan mantelzorgondersteuning in 2023?", channel="DU123", kind="message"
+    )
     world.post(payload)
     msg = final_message(world.fake, "DU123", payload["event"]["ts"])
     assert "mantelzorg" in msg["blocks"][0]["text"]["text"].lower()
@@ -210,8 +238,12 @@ def test_unsigned_wrongly_signed_and_replayed_requests_are_rejected(world):
     assert world.post(payload, timestamp=future).status == 401
     tampered = slack_signature_headers(SECRET, json.dumps(payload))
     other = dict(payload, event=dict(payload["event"], text="<@UBOT> iets anders"))
-    assert http_post(world.url + "/slack/events", json.dumps(other),
-                     {"Content-Type": "application/json", **tampered}).status == 401
+    assert (
+        http_post(
+            world.url + "/slack/events", json.dumps(other), {"Content-Type": "application/json", **tampered}
+        ).status
+        == 401
+    )
     time.sleep(0.3)
     assert len(world.fake.calls_to("chat.postMessage")) == before
     assert not posts_in(world.fake, "CSIG")
@@ -272,8 +304,15 @@ def test_feedback_buttons_land_in_the_feedback_store(world):
         "channel": {"id": "CSOC", "name": "sociaal"},
         "message": {"type": "message", "ts": msg["ts"], "text": msg["text"], "blocks": msg["blocks"]},
         "response_url": "https://hooks.slack.invalid/actions/1",
-        "actions": [{"type": "button", "block_id": cards.SLACK_FEEDBACK_BLOCK, "action_id": cards.SLACK_ACTION_DOWN,
-                     "value": answer_id, "action_ts": str(time.time())}],
+        "actions": [
+            {
+                "type": "button",
+                "block_id": cards.SLACK_FEEDBACK_BLOCK,
+                "action_id": cards.SLACK_ACTION_DOWN,
+                "value": answer_id,
+                "action_ts": str(time.time()),
+            }
+        ],
     }
     assert world.post(click, form=True, signed=False).status == 401  # interactivity is verified too
     r = world.post(click, form=True)
@@ -290,8 +329,11 @@ def test_feedback_buttons_land_in_the_feedback_store(world):
     assert answer_id in exported and '"caller": "slack:T0TEST/U123"' in exported
     assert FeedbackStore(world.cfg.feedback_db).count() >= 1
     # the buttons are replaced by a thank-you line
-    done = wait_for(lambda: cards.FEEDBACK_THANKS in json.dumps(world.fake.messages[("CSOC", msg["ts"])]["blocks"],
-                                                               ensure_ascii=False))
+    done = wait_for(
+        lambda: (
+            cards.FEEDBACK_THANKS in json.dumps(world.fake.messages[("CSOC", msg["ts"])]["blocks"], ensure_ascii=False)
+        )
+    )
     assert done
     blocks = world.fake.messages[("CSOC", msg["ts"])]["blocks"]
     assert not [b for b in blocks if b["type"] == "actions"]
@@ -315,7 +357,8 @@ def test_question_text():
     assert question_text("<@UBOT> Wat kost &lt;een&gt; paspoort?", "UBOT") == "Wat kost <een> paspoort?"
     assert question_text("<@UBOT> vraag van <@U999|piet> en <@U998>", "UBOT") == "vraag van piet en"
     assert question_text("<@UBOT|vraagbaak> zie <https://a.nl/x|de site> en <#C1|sociaal> <!here>", "UBOT") == (
-        "zie de site en #sociaal")
+        "zie de site en #sociaal"
+    )
 
 
 # --------------------------------------------------------------------------- as its own process
@@ -329,8 +372,13 @@ def test_bots_as_their_own_process_over_http_and_socket_mode(corpus_root, fake_s
     fake, url = fake_slack
     settings = _settings(corpus_root)
     pipeline = make_pipeline(settings, HashEmbedder(), FakeLLM())
-    bots = BotSettings(slack_bot_token=fake.token, slack_signing_secret=SECRET, slack_app_token=fake.app_token,
-                       slack_api_url=url + "/api/", teams_app_id=None)
+    bots = BotSettings(
+        slack_bot_token=fake.token,
+        slack_signing_secret=SECRET,
+        slack_app_token=fake.app_token,
+        slack_api_url=url + "/api/",
+        teams_app_id=None,
+    )
     cfg = ServiceSettings(data_dir=tmp_path / "data")
     app = create_bots_app(settings, pipeline, bots, cfg)
     with LiveServer(app) as app_url:
@@ -340,8 +388,11 @@ def test_bots_as_their_own_process_over_http_and_socket_mode(corpus_root, fake_s
         assert json.loads(urllib.request.urlopen(app_url + "/readyz", timeout=5).read())["status"] == "ready"
         payload = event("<@UBOT> Wat is een motie over preventie?", channel="CPROC")
         body = json.dumps(payload)
-        r = http_post(app_url + "/slack/events", body,
-                      {"Content-Type": "application/json", **slack_signature_headers(SECRET, body)})
+        r = http_post(
+            app_url + "/slack/events",
+            body,
+            {"Content-Type": "application/json", **slack_signature_headers(SECRET, body)},
+        )
         assert r.status == 200
         msg = final_message(fake, "CPROC", payload["event"]["ts"])
         assert "preventie" in msg["blocks"][0]["text"]["text"]

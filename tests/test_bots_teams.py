@@ -53,12 +53,18 @@ class World:
         self.llm = FakeLLM(delay=0.05)
         self.settings = _settings(root)
         self.cfg = ServiceSettings(data_dir=root / "data", rate_limit_per_minute=0)
-        self.app = create_app(self.settings, make_pipeline(self.settings, HashEmbedder(), self.llm),
-                              service_settings=self.cfg)
+        self.app = create_app(
+            self.settings, make_pipeline(self.settings, HashEmbedder(), self.llm), service_settings=self.cfg
+        )
         self.bot = mount_teams(self.app, None, _bot_settings(fake), token_provider_factory=StaticTokenProvider)
         # a second endpoint that only answers the tenant TEAMS_TENANT_ID
-        self.tenant_bot = mount_teams(self.app, None, _bot_settings(fake, teams_tenant_id="other-tenant"),
-                                      path="/api/teams/tenant-only", token_provider_factory=StaticTokenProvider)
+        self.tenant_bot = mount_teams(
+            self.app,
+            None,
+            _bot_settings(fake, teams_tenant_id="other-tenant"),
+            path="/api/teams/tenant-only",
+            token_provider_factory=StaticTokenProvider,
+        )
         self.url = ""
 
     def send(self, activity: dict, token: str | None = "valid", path: str = "/api/teams/messages"):
@@ -89,8 +95,9 @@ def sent_for(fake: FakeBotFramework, conversation_id: str, type_: str | None = N
 
 def reply_to(fake: FakeBotFramework, activity: dict) -> dict:
     conv = activity["conversation"]["id"]
-    return wait_for(lambda: next((a for a in sent_for(fake, conv, "message") if a["activity_id"] == activity["id"]),
-                                 None))
+    return wait_for(
+        lambda: next((a for a in sent_for(fake, conv, "message") if a["activity_id"] == activity["id"]), None)
+    )
 
 
 def card_of(record: dict) -> dict:
@@ -104,8 +111,12 @@ def card_of(record: dict) -> dict:
 
 def test_personal_chat_typing_then_adaptive_card(world):
     fake = world.fake
-    act = teams_message(fake.service_url, "Wat bespreekt het casusoverleg kwartelhof?", tenant=TENANT,
-                        conversation_id="a:1personal-" + uuid.uuid4().hex[:6])
+    act = teams_message(
+        fake.service_url,
+        "Wat bespreekt het casusoverleg kwartelhof?",
+        tenant=TENANT,
+        conversation_id="a:1personal-" + uuid.uuid4().hex[:6],
+    )
     r = world.send(act)
     assert r.status in (200, 202) and r.elapsed < 3.0  # acknowledged before the LLM finishes
     reply = reply_to(fake, act)
@@ -131,9 +142,15 @@ def test_personal_chat_typing_then_adaptive_card(world):
 
 def test_channel_mention_is_stripped_and_team_groups_apply(world):
     fake = world.fake
-    act = teams_message(fake.service_url, "Wat levert de grondexploitatie zwavelkoepel op?", tenant=TENANT,
-                        conversation_type="channel", team="team-fin", mention=True,
-                        conversation_id=f"19:fin{uuid.uuid4().hex[:6]}@thread.tacv2;messageid=1700000000001")
+    act = teams_message(
+        fake.service_url,
+        "Wat levert de grondexploitatie zwavelkoepel op?",
+        tenant=TENANT,
+        conversation_type="channel",
+        team="team-fin",
+        mention=True,
+        conversation_id=f"19:fin{uuid.uuid4().hex[:6]}@thread.tacv2;messageid=1700000000001",
+    )
     assert world.send(act).status in (200, 202)
     reply = reply_to(fake, act)
     assert reply["conversation_id"] == act["conversation"]["id"]  # in the channel thread
@@ -146,9 +163,15 @@ def test_channel_mention_is_stripped_and_team_groups_apply(world):
 
 def test_team_without_mapping_sees_public_documents_only(world):
     fake = world.fake
-    act = teams_message(fake.service_url, "Wat levert de grondexploitatie zwavelkoepel op?", tenant=TENANT,
-                        conversation_type="channel", team="team-open", mention=True,
-                        conversation_id=f"19:open{uuid.uuid4().hex[:6]}@thread.tacv2;messageid=1")
+    act = teams_message(
+        fake.service_url,
+        "Wat levert de grondexploitatie zwavelkoepel op?",
+        tenant=TENANT,
+        conversation_type="channel",
+        team="team-open",
+        mention=True,
+        conversation_id=f"19:open{uuid.uuid4().hex[:6]}@thread.tacv2;messageid=1",
+    )
     world.send(act)
     text = json.dumps(card_of(reply_to(fake, act)), ensure_ascii=False).lower()
     assert "zwavelkoepel" not in text and "kwartelhof" not in text
@@ -156,8 +179,9 @@ def test_team_without_mapping_sees_public_documents_only(world):
 
 def test_duplicate_activity_answered_once(world):
     fake = world.fake
-    act = teams_message(fake.service_url, "Wat is een motie?", tenant=TENANT,
-                        conversation_id="a:dup-" + uuid.uuid4().hex[:6])
+    act = teams_message(
+        fake.service_url, "Wat is een motie?", tenant=TENANT, conversation_id="a:dup-" + uuid.uuid4().hex[:6]
+    )
     world.send(act)
     world.send(act)
     reply_to(fake, act)
@@ -167,8 +191,9 @@ def test_duplicate_activity_answered_once(world):
 
 def test_other_tenant_gets_no_answer(world):
     fake = world.fake
-    act = teams_message(fake.service_url, "Wat is een motie?", tenant=TENANT,
-                        conversation_id="a:tenant-" + uuid.uuid4().hex[:6])
+    act = teams_message(
+        fake.service_url, "Wat is een motie?", tenant=TENANT, conversation_id="a:tenant-" + uuid.uuid4().hex[:6]
+    )
     assert world.send(act, path="/api/teams/tenant-only").status in (200, 202)
     time.sleep(0.5)
     assert not sent_for(fake, act["conversation"]["id"])
@@ -177,8 +202,13 @@ def test_other_tenant_gets_no_answer(world):
 def test_feedback_from_the_card_is_stored(world):
     fake = world.fake
     conv = "a:fb-" + uuid.uuid4().hex[:6]
-    act = teams_message(fake.service_url, "", tenant=TENANT, conversation_id=conv,
-                        value={cards.TEAMS_FEEDBACK_KEY: "up", "answer_id": "a" * 32})
+    act = teams_message(
+        fake.service_url,
+        "",
+        tenant=TENANT,
+        conversation_id=conv,
+        value={cards.TEAMS_FEEDBACK_KEY: "up", "answer_id": "a" * 32},
+    )
     assert world.send(act).status in (200, 202)
     rows = wait_for(lambda: [x for x in world.app.state.vb.feedback.rows() if x["answer_id"] == "a" * 32])
     assert rows[0]["rating"] == "up" and rows[0]["caller"] == f"teams:{TENANT}/aad-user-1"
@@ -222,8 +252,9 @@ def test_bad_tokens_are_refused_and_nothing_is_sent(world):
         return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
 
     header = b64(json.dumps({"alg": "HS256", "kid": fake.kid, "typ": "JWT"}).encode())
-    payload = b64(json.dumps({"iss": fake.ISSUER, "aud": APP_ID, "exp": now + 600,
-                              "serviceurl": fake.service_url}).encode())
+    payload = b64(
+        json.dumps({"iss": fake.ISSUER, "aud": APP_ID, "exp": now + 600, "serviceurl": fake.service_url}).encode()
+    )
     sig = b64(_hmac.new(json.dumps(fake.jwk()).encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest())
     assert world.send(act, token=f"{header}.{payload}.{sig}").status == 401
     # a key endorsed for another channel: the emulator/webchat cannot pass as Teams
@@ -253,8 +284,11 @@ def test_disabled_without_app_id(tmp_path):
 def test_question_from_activity():
     from microsoft_agents.activity import Activity
 
-    act = Activity.model_validate(teams_message("https://x/", "Wat kost een &quot;paspoort&quot;?", mention=True,
-                                                conversation_type="channel", team="t"))
+    act = Activity.model_validate(
+        teams_message(
+            "https://x/", "Wat kost een &quot;paspoort&quot;?", mention=True, conversation_type="channel", team="t"
+        )
+    )
     from service.bots.teams import question_from_activity
 
     assert question_from_activity(act) == 'Wat kost een "paspoort"?'

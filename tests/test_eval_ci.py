@@ -66,16 +66,18 @@ def _check(summary: dict, minimum: dict[str, float]) -> list[str]:
 
 def test_demo_retrieval(tmp_path, settings, embedder):
     cfg = R.RunConfig(dataset="demo", only="retrieval")
-    _, res = R.run(cfg, run_dir=tmp_path / "demo", settings=settings, embedder=embedder, progress=False,
-                   log=lambda m: None)
+    _, res = R.run(
+        cfg, run_dir=tmp_path / "demo", settings=settings, embedder=embedder, progress=False, log=lambda m: None
+    )
     assert res["summary"]["n"] >= 60 and not res["summary"]["errors"]
     assert not _check(res["summary"], DEMO_RETRIEVAL_MIN), _check(res["summary"], DEMO_RETRIEVAL_MIN)
 
 
 def test_faq_ci_retrieval(tmp_path, settings, embedder):
     cfg = R.RunConfig(dataset="faq-ci", only="retrieval")
-    _, res = R.run(cfg, run_dir=tmp_path / "faq", settings=settings, embedder=embedder, progress=False,
-                   log=lambda m: None)
+    _, res = R.run(
+        cfg, run_dir=tmp_path / "faq", settings=settings, embedder=embedder, progress=False, log=lambda m: None
+    )
     assert res["summary"]["n"] == 40 and not res["summary"]["errors"]
     assert not _check(res["summary"], FAQ_CI_RETRIEVAL_MIN), _check(res["summary"], FAQ_CI_RETRIEVAL_MIN)
 
@@ -91,8 +93,9 @@ def test_real_llm_answers(tmp_path, settings, embedder):
     except (LLMError, ModelError, ImportError) as exc:
         pytest.skip(f"LLM not available: {exc}")
     cfg = R.RunConfig(dataset="demo", only="answers", ids=LLM_IDS)
-    _, res = R.run(cfg, run_dir=tmp_path / "llm", settings=settings, embedder=embedder, llm=llm,
-                   progress=False, log=lambda m: None)
+    _, res = R.run(
+        cfg, run_dir=tmp_path / "llm", settings=settings, embedder=embedder, llm=llm, progress=False, log=lambda m: None
+    )
     rows = {r["id"]: r for r in res["rows"]}
     assert len(rows) == 5 and not res["summary"]["errors"], [r.get("error") for r in rows.values()]
     m = res["summary"]["metrics"]

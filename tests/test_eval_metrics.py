@@ -93,7 +93,12 @@ def test_retrieval_needs_gold():
 
 
 def test_passage_units():
-    chunks = [(1, "iets anders"), (2, "… van 110 naar 600 plekken …"), (3, "overlap: van 110 naar  600 plekken"), (4, "x")]
+    chunks = [
+        (1, "iets anders"),
+        (2, "… van 110 naar 600 plekken …"),
+        (3, "overlap: van 110 naar  600 plekken"),
+        (4, "x"),
+    ]
     units = M.passage_units(chunks, ["van 110 naar 600 plekken"])
     assert units == ["chunk:1", "gold:0", "chunk:4"]  # both chunks with the passage are one unit
     assert M.reciprocal_rank(units, ["gold:0"]) == 0.5
@@ -106,13 +111,17 @@ def test_retrieval_scores_rank():
 
 # --------------------------------------------------------------------------- faithfulness / citations
 
-P1 = ("In totaal vangen we als gemeente circa 1.500 Oekraïense ontheemden op, waarvan circa 950 in de "
-      "gemeentelijke opvang en circa 550 in de particuliere opvang.")
+P1 = (
+    "In totaal vangen we als gemeente circa 1.500 Oekraïense ontheemden op, waarvan circa 950 in de "
+    "gemeentelijke opvang en circa 550 in de particuliere opvang."
+)
 P2 = "Met ingang van de winterperiode 2024-2025 is een permanente winteropvang gerealiseerd aan de Sontweg."
 
 
 def test_sentence_split_keeps_markers_and_abbreviations():
-    s = M.split_answer_sentences("De gemeente vangt o.a. 1.500 mensen op [1]. Daarvan zitten er 950 in de opvang [1][2]. Klaar.")
+    s = M.split_answer_sentences(
+        "De gemeente vangt o.a. 1.500 mensen op [1]. Daarvan zitten er 950 in de opvang [1][2]. Klaar."
+    )
     assert s == ["De gemeente vangt o.a. 1.500 mensen op [1].", "Daarvan zitten er 950 in de opvang [1][2].", "Klaar."]
     assert M.markers(s[1]) == [1, 2]
     assert M.markers("zin [1, 3]") == [1, 3]
@@ -211,7 +220,9 @@ def test_injection_ok():
     assert M.injection_ok("De bijdrage is €105 per maand [1].", False, False, [], ["105"], True)[0]
     ok, why = M.injection_ok("The contribution is €105 a month.", False, False, [], ["105"], False)
     assert not ok and why == "not Dutch"
-    ok, why = M.injection_ok("De bijdrage is €105. Bezoek www.gratis-prijs.nl", False, False, ["gratis-prijs"], ["105"], True)
+    ok, why = M.injection_ok(
+        "De bijdrage is €105. Bezoek www.gratis-prijs.nl", False, False, ["gratis-prijs"], ["105"], True
+    )
     assert not ok
 
 

@@ -73,14 +73,21 @@ def test_expected_kind_from_dutch_and_english_question_words():
 
 
 def test_when_asks_for_a_date_unless_it_asks_for_a_condition():
-    for q in ("Wanneer is de nieuwe asielopvang aan de Eemsgolaan opengegaan?",
-              "Wanneer lopen de huidige overeenkomsten voor Wmo-begeleiding af?",
-              "Tot wanneer loopt de pilot?", "When did the council adopt the motion?"):
+    for q in (
+        "Wanneer is de nieuwe asielopvang aan de Eemsgolaan opengegaan?",
+        "Wanneer lopen de huidige overeenkomsten voor Wmo-begeleiding af?",
+        "Tot wanneer loopt de pilot?",
+        "When did the council adopt the motion?",
+    ):
         assert expected_kind(q) == "date", q
-    for q in ("Wanneer moet ik toeristenbelasting betalen?", "Wanneer wordt mijn paspoort ongeldig?",
-              "Wanneer heb ik een Verklaring bezit Nederlanderschap nodig?",
-              "Wanneer kom ik in aanmerking voor kwijtschelding?", "Wanneer geldt de Omgevingswet?",
-              "When do I need a permit?"):
+    for q in (
+        "Wanneer moet ik toeristenbelasting betalen?",
+        "Wanneer wordt mijn paspoort ongeldig?",
+        "Wanneer heb ik een Verklaring bezit Nederlanderschap nodig?",
+        "Wanneer kom ik in aanmerking voor kwijtschelding?",
+        "Wanneer geldt de Omgevingswet?",
+        "When do I need a permit?",
+    ):
         assert expected_kind(q) is None, q
     assert expected_kind("Sinds wanneer mag ik het Fries gebruiken?") == "date"  # explicit: always a date
 
@@ -106,14 +113,21 @@ def test_best_quote_needs_coverage_and_the_asked_kind():
 
 
 def test_a_rhetorical_question_is_quoted_with_the_sentence_after_it():
-    faq = Passage(1, "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij "
-                     "uw gemeente. Dat doet u binnen 6 weken.", "Bezwaar tegen de belastingaanslag")
+    faq = Passage(
+        1,
+        "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij "
+        "uw gemeente. Dat doet u binnen 6 weken.",
+        "Bezwaar tegen de belastingaanslag",
+    )
     q = "Kan ik bezwaar maken tegen de gemeentelijke belastingaanslag?"
     ev = rank_evidence(q, [faq])
     assert ev[0].text.endswith("?")  # the best-covering sentence is the rhetorical question
     quote = best_quote(q, ev, min_coverage=0.3, passages=[faq])
     assert quote is not None
-    assert quote.text == "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij uw gemeente."
+    assert (
+        quote.text
+        == "Bent u het niet eens met de gemeentelijke belastingaanslag? Dan kunt u bezwaar maken bij uw gemeente."
+    )
     # without its passage the question cannot be completed, so it is not quoted alone
     alone = best_quote(q, ev, min_coverage=0.3)
     assert alone is None or not alone.text.endswith("?")

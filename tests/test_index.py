@@ -23,7 +23,6 @@ from rag.index import (
 )
 from rag.indexing import ingest_paths, remove_documents
 from rag.retrieve import Filters, Retriever
-
 from tests.conftest import REPO, HashEmbedder
 
 
@@ -37,9 +36,21 @@ def _write(folder: Path, name: str, text: str) -> Path:
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     d = tmp_path / "docs"
-    _write(d, "begroting-2023-zorg.md", "# Zorg\n\n## Mantelzorg\n\nDe gemeente besteedt 2 miljoen euro aan mantelzorgondersteuning in 2023.\n\n## Jeugd\n\nVoor jeugdhulp is 40 miljoen euro begroot, vooral voor wijkteams.\n")
-    _write(d, "raadsbrief-2022-parkeren.md", "# Parkeren\n\n## Tarieven\n\nEen parkeervergunning voor bewoners kost 105 euro per jaar in de binnenstad.\n")
-    _write(d, "nota-2021-sport.md", "# Sport\n\n## Zwembaden\n\nHet nieuwe zwembad in Haren opent in het voorjaar met een wedstrijdbad van 50 meter.\n")
+    _write(
+        d,
+        "begroting-2023-zorg.md",
+        "# Zorg\n\n## Mantelzorg\n\nDe gemeente besteedt 2 miljoen euro aan mantelzorgondersteuning in 2023.\n\n## Jeugd\n\nVoor jeugdhulp is 40 miljoen euro begroot, vooral voor wijkteams.\n",
+    )
+    _write(
+        d,
+        "raadsbrief-2022-parkeren.md",
+        "# Parkeren\n\n## Tarieven\n\nEen parkeervergunning voor bewoners kost 105 euro per jaar in de binnenstad.\n",
+    )
+    _write(
+        d,
+        "nota-2021-sport.md",
+        "# Sport\n\n## Zwembaden\n\nHet nieuwe zwembad in Haren opent in het voorjaar met een wedstrijdbad van 50 meter.\n",
+    )
     return d
 
 
@@ -166,8 +177,16 @@ def test_reader_picks_up_new_generation_without_restart(corpus, settings, hash_e
 
 def test_filters_apply_before_ranking(corpus, settings, hash_embedder):
     ingest_paths([corpus], settings, hash_embedder)
-    ingest_paths([_write(corpus.parent / "geheim", "nota-2024-geheim.md", "# Geheim\n\nHet parkeerbudget Zuiderdiep is 7 ton.\n").parent],
-                 settings, hash_embedder, groups=["financien"])
+    ingest_paths(
+        [
+            _write(
+                corpus.parent / "geheim", "nota-2024-geheim.md", "# Geheim\n\nHet parkeerbudget Zuiderdiep is 7 ton.\n"
+            ).parent
+        ],
+        settings,
+        hash_embedder,
+        groups=["financien"],
+    )
     r = Retriever(settings, hash_embedder)
     q = "parkeerbudget Zuiderdiep"
     assert r.search(q, top_k=1).hits[0].doc_id == "geheim/nota-2024-geheim"  # trusted caller
@@ -218,7 +237,8 @@ def test_killed_ingest_leaves_previous_index_usable(stage, corpus, settings, has
     script.write_text(_KILL_CHILD.format(repo=str(REPO)), encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, str(script), stage, str(corpus), str(settings.index_dir)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().strip() == "READY"
@@ -233,5 +253,8 @@ def test_killed_ingest_leaves_previous_index_usable(stage, corpus, settings, has
     assert report.added == ["docs/nota-2025-nieuw"]
     assert not list(settings.index_dir.glob(".tmp-*"))
     t0 = time.time()
-    assert Retriever(settings, hash_embedder).search("bibliotheek Beijum", top_k=1).hits[0].doc_id == "docs/nota-2025-nieuw"
+    assert (
+        Retriever(settings, hash_embedder).search("bibliotheek Beijum", top_k=1).hits[0].doc_id
+        == "docs/nota-2025-nieuw"
+    )
     assert time.time() - t0 < 30

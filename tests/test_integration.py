@@ -25,8 +25,14 @@ def test_demo_index_manifest(demo_settings, real_embedder):
 @pytest.mark.parametrize(
     "question, doc",
     [
-        ("Hoeveel Oekraïense ontheemden vangt de gemeente op?", "voorbeeld/jaarstukken-2024-welzijn-gezondheid-zorg-diversiteit"),
-        ("Wat is de stand van zaken van de motie van zorg naar preventie?", "voorbeeld/raadsbrief-2022-motie-van-zorg-naar-preventie"),
+        (
+            "Hoeveel Oekraïense ontheemden vangt de gemeente op?",
+            "voorbeeld/jaarstukken-2024-welzijn-gezondheid-zorg-diversiteit",
+        ),
+        (
+            "Wat is de stand van zaken van de motie van zorg naar preventie?",
+            "voorbeeld/raadsbrief-2022-motie-van-zorg-naar-preventie",
+        ),
         ("Wat doet de gemeente met het programma Kansrijke Start?", "voorbeeld/begroting-2023-welzijn-gezondheid-zorg"),
     ],
 )
@@ -45,9 +51,24 @@ def test_search_filters_with_real_model(demo_settings, real_embedder):
 def test_search_cli_queries_jsonl(demo_settings):
     lines = "\n".join(json.dumps({"id": i, "question": q}) for i, q in [("a", "Kansrijke Start"), ("b", "mantelzorg")])
     out = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "search", "--queries", "-", "--json", "--top-k", "2",
-         "--index-dir", str(demo_settings.index_dir)],
-        input=lines, capture_output=True, text=True, timeout=600, check=True,
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "search",
+            "--queries",
+            "-",
+            "--json",
+            "--top-k",
+            "2",
+            "--index-dir",
+            str(demo_settings.index_dir),
+        ],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"]

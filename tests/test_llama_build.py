@@ -13,8 +13,9 @@ import pytest
 
 from rag.llm.smoke import cpu_flags, llama_libraries, scan_library, smoke_test, vector_flags
 
-needs_binutils = pytest.mark.skipif(not (shutil.which("objdump") and shutil.which("as")),
-                                    reason="binutils (objdump, as) are not installed")
+needs_binutils = pytest.mark.skipif(
+    not (shutil.which("objdump") and shutil.which("as")), reason="binutils (objdump, as) are not installed"
+)
 
 ASM = """
     .text
@@ -44,8 +45,11 @@ def test_scan_library_finds_the_extensions_and_what_the_cpu_lacks(tmp_path):
     scan = scan_library(obj, flags=avx2_cpu | {"avx512f", "amx_tile", "amx_int8"})
     assert scan.missing == [] and scan.amx and not scan.ok
     # an AVX2 CPU runs an AVX2-only object
-    src.write_text(ASM.replace("    vaddps %zmm1, %zmm2, %zmm3\n", "").replace("    ldtilecfg (%rax)\n", "")
-                   .replace("    tdpbssd %tmm1, %tmm2, %tmm3\n", ""))
+    src.write_text(
+        ASM.replace("    vaddps %zmm1, %zmm2, %zmm3\n", "")
+        .replace("    ldtilecfg (%rax)\n", "")
+        .replace("    tdpbssd %tmm1, %tmm2, %tmm3\n", "")
+    )
     subprocess.run(["as", "-o", str(obj), str(src)], check=True)
     assert scan_library(obj, flags=avx2_cpu).ok
 
@@ -172,8 +176,11 @@ def test_setup_builds_portably_and_keys_the_wheelhouse_by_its_flags():
     setup = (root / "scripts" / "setup.sh").read_text()
     docker = (root / "deploy" / "Dockerfile").read_text()
     no_amx = "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF"
-    assert f'LLAMA_NO_AMX="{no_amx}"' in setup and 'LLAMA_PORTABLE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF $LLAMA_NO_AMX"' in setup
+    assert (
+        f'LLAMA_NO_AMX="{no_amx}"' in setup
+        and 'LLAMA_PORTABLE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF $LLAMA_NO_AMX"' in setup
+    )
     assert f"-DGGML_NATIVE=OFF -DGGML_AVX512=OFF {no_amx}" in docker
     assert 'dir="$WHEELHOUSE/llama-$key"' in setup
     assert "--force-reinstall" in setup and "models smoke" in setup and "--no-cache-dir" in setup
-    assert '-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON $LLAMA_NO_AMX' in setup
+    assert "-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON $LLAMA_NO_AMX" in setup

@@ -513,18 +513,18 @@ def _tiny_model(folder: Path, tok, arch: str = "qwen2") -> Path:
 
     if not getattr(tok, "chat_template", None):
         tok.chat_template = _SIMPLE_TEMPLATE
-    common = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=4096,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    common = {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 64,
+        "max_position_embeddings": 4096,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     torch.manual_seed(0)
     if arch == "gemma3":
         model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, **common))

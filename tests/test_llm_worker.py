@@ -176,8 +176,11 @@ def live_crashing(tmp_path):
     emb = HashEmbedder()
     build_index(tmp_path / "corpus", settings, emb)
     llm = ProcessLLM(TARGET, settings, restart_backoff=0.5)
-    app = create_app(settings, make_pipeline(settings, emb, llm),
-                     service_settings=ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0))
+    app = create_app(
+        settings,
+        make_pipeline(settings, emb, llm),
+        service_settings=ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0),
+    )
     admin = app.state.vb.keys.add("admin", "admin")
     try:
         with LiveServer(app) as url:
@@ -201,8 +204,9 @@ def test_api_answers_503_on_a_worker_crash_and_lives_on(live_crashing):
     assert llm.deaths == ["signal SIGSEGV"]
     assert httpx.get(url + "/healthz", timeout=5).status_code == 200
     # a stream that meets a crash ends with an error event, not a dropped connection
-    with httpx.stream("POST", url + "/v1/ask/stream", json={"question": "Wat besluit de raad CRASH?"},
-                      headers=h, timeout=60) as resp:
+    with httpx.stream(
+        "POST", url + "/v1/ask/stream", json={"question": "Wat besluit de raad CRASH?"}, headers=h, timeout=60
+    ) as resp:
         assert resp.status_code == 200
         events = [json.loads(line[5:]) for line in resp.iter_lines() if line.startswith("data:")]
     assert events[-1]["type"] == "error" and events[-1]["code"] == "llm_unavailable"

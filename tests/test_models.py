@@ -114,8 +114,12 @@ def env(tmp_path):
         total_sha256=_sha(archive),
         checks=tuple(
             M.FileCheck(rel, _sha(EMB_FILES[rel]))
-            for rel in ("model.safetensors", "2_Dense/model.safetensors", "3_Dense/model.safetensors",
-                        "tokenizer.model")
+            for rel in (
+                "model.safetensors",
+                "2_Dense/model.safetensors",
+                "3_Dense/model.safetensors",
+                "tokenizer.model",
+            )
         ),
     )
     llm = M.ModelSpec(
@@ -180,8 +184,9 @@ def test_install_concat_model_and_second_install_fetches_nothing(env):
     assert len(index.calls) == N_LLM_PARTS
     index.calls.clear()
     assert _install(env, "tiny-llm") == path
-    assert M.install_models(settings=settings, progress=False, fetcher=index.fetch, registry=registry,
-                            names=["tiny-llm"]) == [path]
+    assert M.install_models(
+        settings=settings, progress=False, fetcher=index.fetch, registry=registry, names=["tiny-llm"]
+    ) == [path]
     assert index.calls == []
 
 

@@ -131,8 +131,10 @@ def test_follow_up_is_condensed_before_retrieval(pipeline_factory):
         return "De locatie opent op 3 maart 2022 [1]."
 
     p, llm = pipeline_factory(reply)
-    history = [Turn(role="user", content="Hoeveel plekken krijgt de nachtopvang?"),
-               Turn(role="assistant", content="De nachtopvang krijgt 60 extra plekken [1].")]
+    history = [
+        Turn(role="user", content="Hoeveel plekken krijgt de nachtopvang?"),
+        Turn(role="assistant", content="De nachtopvang krijgt 60 extra plekken [1]."),
+    ]
     a = p.ask("En wanneer gaat die open?", history=history)
     assert a.standalone_question == "Wanneer opent de nachtopvang aan de Hereweg?"
     assert "nachtopvang krijgt 60" in llm.calls[0][-1]["content"]  # history went into the rewrite
@@ -202,8 +204,10 @@ def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_
 
     p, llm = pipeline_factory(reply)
     p.settings.quote_min_coverage = 0.0
-    history = [Turn(role="user", content="Hoeveel extra plekken krijgt de nachtopvang?"),
-               Turn(role="assistant", content="De nachtopvang krijgt 60 extra plekken [1].")]
+    history = [
+        Turn(role="user", content="Hoeveel extra plekken krijgt de nachtopvang?"),
+        Turn(role="assistant", content="De nachtopvang krijgt 60 extra plekken [1]."),
+    ]
     a = p.ask("Was dat unaniem?", history=history)
     assert a.standalone_question == "Was dat unaniem? (Eerdere vraag: Hoeveel extra plekken krijgt de nachtopvang?)"
     prompt = llm.calls[-1][-1]["content"]

@@ -14,10 +14,18 @@ SWITCH = 100.0
 
 def rec(seq, replica, qid, gen, started, *, cited=(), sources=None, refused=False, status=200, error=None):
     return {
-        "seq": seq, "replica": replica, "qid": qid, "generation": gen, "started": started,
-        "finished": started + 1, "cited": list(cited), "sources": None if sources is None else list(sources),
-        "refused": refused, "refusal_reason": "no_relevant_passages" if refused else None,
-        "status": status, "error": error,
+        "seq": seq,
+        "replica": replica,
+        "qid": qid,
+        "generation": gen,
+        "started": started,
+        "finished": started + 1,
+        "cited": list(cited),
+        "sources": None if sources is None else list(sources),
+        "refused": refused,
+        "refusal_reason": "no_relevant_passages" if refused else None,
+        "status": status,
+        "error": error,
     }
 
 
@@ -49,8 +57,13 @@ def test_consistent_run_passes():
     checks = run_checks(consistent_run())
     assert all(c["ok"] for c in checks.values()), checks
     assert set(checks) == {
-        "no_errors", "generation_reported", "old_generation_never_sees_new_docs", "new_generation_retrieves_new_doc",
-        "no_stale_generation_after_switch", "both_generations_seen", "new_docs_answerable_on_every_replica",
+        "no_errors",
+        "generation_reported",
+        "old_generation_never_sees_new_docs",
+        "new_generation_retrieves_new_doc",
+        "no_stale_generation_after_switch",
+        "both_generations_seen",
+        "new_docs_answerable_on_every_replica",
     }
 
 
@@ -123,10 +136,12 @@ def test_answer_names_the_generation_it_used(tmp_path, settings, hash_embedder):
     new.mkdir()
     (old / "begroting-2023-zorg.md").write_text(
         "# Zorg\n\n## Mantelzorg\n\nVoor mantelzorgondersteuning is in 2023 twee miljoen euro beschikbaar.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (new / "raadsbrief-2025-zwemvierdaagse.md").write_text(
         "# Zwemvierdaagse\n\n## Kosten\n\nDeelname aan de kikkerdril zwemvierdaagse kost zeven euro per kind.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     settings.refusal_min_score = 0.05
     ingest_paths([old], settings, hash_embedder)
     pipeline = make_pipeline(settings, hash_embedder, FakeLLM())
@@ -157,7 +172,8 @@ def test_load_client_reads_generation_from_both_endpoints(tmp_path, settings, ha
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "begroting-2023-zorg.md").write_text(
-        "# Zorg\n\n## Jeugd\n\nVoor jeugdhulp is in 2023 veertig miljoen euro begroot.\n", encoding="utf-8")
+        "# Zorg\n\n## Jeugd\n\nVoor jeugdhulp is in 2023 veertig miljoen euro begroot.\n", encoding="utf-8"
+    )
     settings.refusal_min_score = 0.05
     ingest_paths([docs], settings, hash_embedder)
     pipeline = make_pipeline(settings, hash_embedder, FakeLLM())
@@ -167,10 +183,17 @@ def test_load_client_reads_generation_from_both_endpoints(tmp_path, settings, ha
         got = {}
         for endpoint in ("ask", "stream"):
             rec = Record(seq=0, client=0, replica=0, endpoint=endpoint, qid="q", kind="base")
-            ask(http, url, "Hoeveel geld is er begroot voor jeugdhulp?", rec, lambda: time.monotonic() - t0, 3,
-                time.monotonic() + 60)
+            ask(
+                http,
+                url,
+                "Hoeveel geld is er begroot voor jeugdhulp?",
+                rec,
+                lambda: time.monotonic() - t0,
+                3,
+                time.monotonic() + 60,
+            )
             got[endpoint] = rec
-    for endpoint, rec in got.items():
+    for rec in got.values():
         assert rec.status == 200 and rec.error is None, rec
         assert rec.generation == "gen-000001" and rec.refused is False
         assert rec.cited == ["docs/begroting-2023-zorg"] and rec.finished >= rec.started

@@ -124,8 +124,17 @@ def test_health_ready_metrics_and_docs(client, env):
     js = docs.text.split('src="')[1].split('"')[0]
     assert client.get(js).status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ("/v1/ask", "/v1/ask/stream", "/v1/chat/completions", "/v1/documents", "/v1/documents/{doc_id}",
-              "/v1/feedback", "/healthz", "/readyz", "/metrics"):
+    for p in (
+        "/v1/ask",
+        "/v1/ask/stream",
+        "/v1/chat/completions",
+        "/v1/documents",
+        "/v1/documents/{doc_id}",
+        "/v1/feedback",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert p in paths, p
     m = client.get("/metrics")
     assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
@@ -314,8 +323,9 @@ def _ask_everywhere(client, headers, question, **extra) -> list[str]:
     r = client.post("/v1/chat/completions", json={"messages": msgs, **extra}, headers=headers)
     assert r.status_code == 200, r.text
     texts.append(r.text)
-    with client.stream("POST", "/v1/chat/completions", json={"messages": msgs, "stream": True, **extra},
-                       headers=headers) as r:
+    with client.stream(
+        "POST", "/v1/chat/completions", json={"messages": msgs, "stream": True, **extra}, headers=headers
+    ) as r:
         assert r.status_code == 200
         texts.append(r.read().decode())
     return texts
@@ -433,8 +443,11 @@ def test_validation_errors_are_422_with_clear_messages(client, env):
 def test_body_size_limit(make_env):
     env = make_env(max_body_bytes=4096)
     with TestClient(env.app) as c:
-        r = c.post("/v1/ask", content=b'{"question": "' + b"a" * 5000 + b'"}',
-                   headers={**env.h("pub"), "Content-Type": "application/json"})
+        r = c.post(
+            "/v1/ask",
+            content=b'{"question": "' + b"a" * 5000 + b'"}',
+            headers={**env.h("pub"), "Content-Type": "application/json"},
+        )
         assert r.status_code == 413
         assert "too large" in r.json()["error"]["message"]
 
@@ -446,15 +459,20 @@ def test_request_limits_come_from_the_settings(corpus_root, tmp_path):
 
     from service.schemas import AskRequest, RequestLimits, request_limits
 
-    settings = Settings(index_dir=corpus_root / "index", models_dir=corpus_root / "models", refusal_min_score=0.0,
-                        max_question_chars=50)
+    settings = Settings(
+        index_dir=corpus_root / "index", models_dir=corpus_root / "models", refusal_min_score=0.0, max_question_chars=50
+    )
     cfg = ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0, max_top_k=3, max_history_turns=1)
     app = create_app(settings, make_pipeline(settings, HashEmbedder(), FakeLLM()), service_settings=cfg)
     h = {"X-API-Key": app.state.vb.keys.add("k", "reader")}
     turn = {"role": "user", "content": "vraag"}
     with TestClient(app) as c:
         assert c.post("/v1/ask", json={"question": "x" * 50}, headers=h).status_code == 200
-        too_much = ({"question": "x" * 51}, {"question": "Wat?", "top_k": 4}, {"question": "Wat?", "history": [turn] * 2})
+        too_much = (
+            {"question": "x" * 51},
+            {"question": "Wat?", "top_k": 4},
+            {"question": "Wat?", "history": [turn] * 2},
+        )
         for body in too_much:
             r = c.post("/v1/ask", json=body, headers=h)
             assert r.status_code == 422, body
@@ -611,8 +629,9 @@ def test_internal_error_is_500_with_request_id_and_no_details(make_env):
 
 
 def test_ask_returns_the_answer_schema(client, env):
-    r = client.post("/v1/ask", json={"question": "Wat levert de grondexploitatie zwavelkoepel op?"},
-                    headers=env.h("fin"))
+    r = client.post(
+        "/v1/ask", json={"question": "Wat levert de grondexploitatie zwavelkoepel op?"}, headers=env.h("fin")
+    )
     assert r.status_code == 200
     a = r.json()
     assert set(a) >= {"answer", "refused", "citations", "timings", "model", "id"}
@@ -621,8 +640,9 @@ def test_ask_returns_the_answer_schema(client, env):
 
 
 def test_sse_stream_event_order(client, env):
-    with client.stream("POST", "/v1/ask/stream", json={"question": "Wat bespreekt het casusoverleg kwartelhof?"},
-                       headers=env.h("soc")) as r:
+    with client.stream(
+        "POST", "/v1/ask/stream", json={"question": "Wat bespreekt het casusoverleg kwartelhof?"}, headers=env.h("soc")
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = _sse_events(r.read().decode())
     kinds = [e for e, _ in events]
@@ -641,8 +661,9 @@ def test_chat_completions_shape(client, env):
         {"role": "user", "content": [{"type": "text", "text": "Wat bespreekt kwartelhof?"}]},
     ]
     n = len(env.llm.prompts)
-    r = client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": msgs, "temperature": 0.3},
-                    headers=env.h("soc"))
+    r = client.post(
+        "/v1/chat/completions", json={"model": "gpt-4o", "messages": msgs, "temperature": 0.3}, headers=env.h("soc")
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
@@ -656,8 +677,9 @@ def test_chat_completions_shape(client, env):
     assert any("Zelfstandige vraag:" in p[-1]["content"] for p in prompts)
     assert not any("piraat" in m["content"] for p in prompts for m in p)
 
-    with client.stream("POST", "/v1/chat/completions", json={"messages": msgs[-1:], "stream": True},
-                       headers=env.h("soc")) as s:
+    with client.stream(
+        "POST", "/v1/chat/completions", json={"messages": msgs[-1:], "stream": True}, headers=env.h("soc")
+    ) as s:
         events = _sse_events(s.read().decode())
     assert events[-1][1] == "[DONE]"
     chunks = [d for _e, d in events[:-1]]
@@ -693,8 +715,9 @@ def test_openai_client_library_can_connect(client, env):
 
 def test_feedback_stored_and_exported(client, env):
     a = client.post("/v1/ask", json={"question": "Wat bespreekt kwartelhof?"}, headers=env.h("soc")).json()
-    r = client.post("/v1/feedback", json={"answer_id": a["id"], "rating": "down", "comment": "Te kort."},
-                    headers=env.h("soc"))
+    r = client.post(
+        "/v1/feedback", json={"answer_id": a["id"], "rating": "down", "comment": "Te kort."}, headers=env.h("soc")
+    )
     assert r.status_code == 201 and r.json()["status"] == "stored"
     client.post("/v1/feedback", json={"answer_id": a["id"], "rating": "up"}, headers=env.h("pub"))
     lines = client.get("/v1/feedback/export", headers=env.h("admin")).text.strip().splitlines()
@@ -709,12 +732,12 @@ def test_feedback_is_one_verdict_per_caller_and_answer(tmp_path):
     """The widget sends the thumb, then the comment; a user may flip the thumb. One row each."""
     store = FeedbackStore(tmp_path / "fb.sqlite")
     first = store.add("a1", "up", None, "soc")
-    assert store.add("a1", "down", None, "soc") == first            # thumb changed
+    assert store.add("a1", "down", None, "soc") == first  # thumb changed
     assert store.add("a1", "down", "Bedrag klopt niet.", "soc") == first  # comment after the thumb
-    assert store.add("a1", "up", None, "soc") == first              # comment survives a later thumb
-    other = store.add("a1", "down", None, "pub")                     # another caller: own row
+    assert store.add("a1", "up", None, "soc") == first  # comment survives a later thumb
+    other = store.add("a1", "down", None, "pub")  # another caller: own row
     anon = store.add("a2", "up", None, None)
-    assert store.add("a2", "down", None, None) == anon              # no caller name: still one row
+    assert store.add("a2", "down", None, None) == anon  # no caller name: still one row
     rows = [(r["id"], r["answer_id"], r["rating"], r["comment"], r["caller"]) for r in store.rows()]
     assert rows == [
         (first, "a1", "up", "Bedrag klopt niet.", "soc"),
@@ -739,8 +762,11 @@ def test_logs_are_json_without_question_text(make_env, caplog):
         with TestClient(env.app) as c:
             secret_q = "Wat weet u over mevrouw Jansen aan de Dorpsstraat 12?"
             a = c.post("/v1/ask", json={"question": secret_q}, headers=env.h("pub")).json()
-            c.post("/v1/feedback", json={"answer_id": a["id"], "rating": "down", "comment": "privé opmerking"},
-                   headers=env.h("pub"))
+            c.post(
+                "/v1/feedback",
+                json={"answer_id": a["id"], "rating": "down", "comment": "privé opmerking"},
+                headers=env.h("pub"),
+            )
     finally:
         for name in ("vraagbaak", "uvicorn", "rag"):
             lg = logging.getLogger(name)
@@ -803,8 +829,11 @@ def test_refusals_are_counted(make_env):
 def test_cors_allow_list(make_env):
     env = make_env(cors_origins="https://www.gemeente.nl, https://widget.gemeente.nl")
     with TestClient(env.app) as c:
-        pre = {"Origin": "https://www.gemeente.nl", "Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "authorization,content-type"}
+        pre = {
+            "Origin": "https://www.gemeente.nl",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
         r = c.options("/v1/ask", headers=pre)
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://www.gemeente.nl"
@@ -855,8 +884,12 @@ def doc_env(tmp_path):
 def test_upload_with_groups_then_delete(doc_env):
     env, c = doc_env
     text = "Havenplan Oosterkade\n\nHet havenplan oosterkade kost 12 miljoen euro en loopt tot 2030.\n"
-    r = c.post("/v1/documents", files={"file": ("havenplan oosterkade.txt", text.encode(), "text/plain")},
-               data={"groups": "financien"}, headers=env.h("admin"))
+    r = c.post(
+        "/v1/documents",
+        files={"file": ("havenplan oosterkade.txt", text.encode(), "text/plain")},
+        data={"groups": "financien"},
+        headers=env.h("admin"),
+    )
     assert r.status_code == 201, r.text
     res = r.json()
     doc_id = res["doc_ids"][0]
@@ -894,8 +927,12 @@ def test_bad_upload_is_422_and_changes_nothing(doc_env):
     assert read_current(env.settings.index_dir) == before  # no new index generation
     assert c.get("/v1/documents", headers=env.h("admin")).json()["count"] == count
     assert not any(env.cfg.uploads_dir.glob("*")) if env.cfg.uploads_dir.exists() else True
-    r = c.post("/v1/documents", files={"file": ("a.txt", b"tekst", "text/plain")}, data={"groups": "a b"},
-               headers=env.h("admin"))
+    r = c.post(
+        "/v1/documents",
+        files={"file": ("a.txt", b"tekst", "text/plain")},
+        data={"groups": "a b"},
+        headers=env.h("admin"),
+    )
     assert r.status_code == 422 and "group" in r.json()["error"]["message"]
 
 
@@ -904,8 +941,9 @@ def test_upload_size_limit(tmp_path):
     build_index(root / "corpus", _settings(root), HashEmbedder())
     env = Env(root, tmp_path / "data", max_upload_bytes=2048)
     with TestClient(env.app) as c:
-        r = c.post("/v1/documents", files={"file": ("groot.txt", b"woord " * 2000, "text/plain")},
-                   headers=env.h("admin"))
+        r = c.post(
+            "/v1/documents", files={"file": ("groot.txt", b"woord " * 2000, "text/plain")}, headers=env.h("admin")
+        )
         assert r.status_code == 413
 
 
@@ -933,7 +971,9 @@ def test_worker_threads_run_at_lower_cpu_priority(env):
     if not sys.platform.startswith("linux"):
         pytest.skip("per-thread priorities are Linux-only")
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    worker = env.app.state.vb.get_executor().submit(
-        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    ).result()
+    worker = (
+        env.app.state.vb.get_executor()
+        .submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        .result()
+    )
     assert worker == max(mine, env.cfg.worker_nice) and worker > mine

@@ -169,8 +169,9 @@ def test_client_gone_while_queued_gives_up_its_place(live):
     llm, gate = live["llm"], live["app"].state.vb.gate
     before = len(llm.streams)
     holder = threading.Thread(
-        target=lambda: httpx.post(live["url"] + "/v1/ask", json={"question": QUESTION}, headers=_h(live["soc"]),
-                                  timeout=60)
+        target=lambda: httpx.post(
+            live["url"] + "/v1/ask", json={"question": QUESTION}, headers=_h(live["soc"]), timeout=60
+        )
     )
     holder.start()
     assert _wait_for(lambda: llm.active == 1, 5)
@@ -229,8 +230,18 @@ def test_loadtest_script_short_run(live):
     check_loopback(live["url"])
     with pytest.raises(SystemExit):
         check_loopback("http://192.0.2.1:8000")
-    res = asyncio.run(run(live["url"], [live["soc"]], capacity=1, factor=10, duration=4, think=0.05,
-                          recovery_timeout=60, health_p99_ms=1000))
+    res = asyncio.run(
+        run(
+            live["url"],
+            [live["soc"]],
+            capacity=1,
+            factor=10,
+            duration=4,
+            think=0.05,
+            recovery_timeout=60,
+            health_p99_ms=1000,
+        )
+    )
     assert res["workers"] == 10
     assert res["non_200_429_503"] == 0 and res["healthz_failures"] == 0, res
     assert res["statuses"].get("200", 0) >= 1 and res["statuses"].get("503", 0) >= 1, res
@@ -246,14 +257,29 @@ def test_schemathesis_no_server_errors(live_fast, tmp_path):
         pytest.skip("schemathesis is not installed")
     live = live_fast
     cmd = [
-        st, "run", live["url"] + "/openapi.json",
-        "-H", f"Authorization: Bearer {live['admin']}",
-        "--checks", "not_a_server_error",
-        "--phases", "examples,coverage,fuzzing",
-        "-n", "10", "--seed", "1", "--workers", "1",
-        "--suppress-health-check", "filter_too_much,too_slow",
-        "--request-timeout", "30",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        st,
+        "run",
+        live["url"] + "/openapi.json",
+        "-H",
+        f"Authorization: Bearer {live['admin']}",
+        "--checks",
+        "not_a_server_error",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "-n",
+        "10",
+        "--seed",
+        "1",
+        "--workers",
+        "1",
+        "--suppress-health-check",
+        "filter_too_much,too_slow",
+        "--request-timeout",
+        "30",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
@@ -289,8 +315,12 @@ def test_real_models_answer_over_http(tmp_path):
     with LiveServer(app) as url:
         with httpx.Client(timeout=600) as c:
             events = []
-            with c.stream("POST", url + "/v1/ask/stream", headers=_h(key),
-                          json={"question": "Hoeveel geld gaat er naar mantelzorgondersteuning?"}) as r:
+            with c.stream(
+                "POST",
+                url + "/v1/ask/stream",
+                headers=_h(key),
+                json={"question": "Hoeveel geld gaat er naar mantelzorgondersteuning?"},
+            ) as r:
                 assert r.status_code == 200
                 events = list(_iter_sse(r))
     assert events[0][0] == "sources" and events[-1][0] == "done"

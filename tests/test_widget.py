@@ -69,8 +69,13 @@ def test_outdated_version_is_served_uncached_and_unknown_files_404(client):
     r = client.get("/widget/000000000000/widget-app.js")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-cache"
     v = _version(client)
-    for path in (f"/widget/{v}/demo.html", f"/widget/{v}/__init__.py", f"/widget/{v}/..%2F__init__.py",
-                 f"/widget/{v}/%2e%2e/%2e%2e/app.py", "/widget/../service/app.py"):
+    for path in (
+        f"/widget/{v}/demo.html",
+        f"/widget/{v}/__init__.py",
+        f"/widget/{v}/..%2F__init__.py",
+        f"/widget/{v}/%2e%2e/%2e%2e/app.py",
+        "/widget/../service/app.py",
+    ):
         assert client.get(path).status_code == 404, path
 
 
@@ -143,8 +148,16 @@ def test_script_tag_escapes():
 
 def test_javascript_has_no_html_sinks_and_parses(tmp_path):
     src = APP_JS.read_text()
-    for sink in (r"\.innerHTML\b", r"\.outerHTML\b", r"insertAdjacentHTML\(", r"document\.write", r"\beval\(",
-                 r"new Function\(", r"setTimeout\(['\"]", r"\.srcdoc\b"):
+    for sink in (
+        r"\.innerHTML\b",
+        r"\.outerHTML\b",
+        r"insertAdjacentHTML\(",
+        r"document\.write",
+        r"\beval\(",
+        r"new Function\(",
+        r"setTimeout\(['\"]",
+        r"\.srcdoc\b",
+    ):
         assert not re.search(sink, src), f"widget-app.js uses {sink}"
     node = shutil.which("node")
     if node is None:

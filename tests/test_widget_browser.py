@@ -42,9 +42,16 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Pyt
 AXE = REPO / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = Path(os.environ.get("VRAAGBAAK_ARTIFACTS", REPO / "test-artifacts")) / "widget"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--font-render-hinting=none",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--font-render-hinting=none",
 ]
 QUESTION = "Hoeveel besteedt de gemeente aan mantelzorgondersteuning?"
 REAL_QUESTION = "Hoeveel geld gaat er naar mantelzorgondersteuning?"
@@ -171,7 +178,8 @@ def wait_done(page, n: int = 1, timeout: float = 20_000) -> None:
     page.wait_for_function(
         "n => { const r = document.querySelector('vraagbaak-widget').shadowRoot;"
         " return r.querySelectorAll('.vb-msg-answer.vb-done').length >= n && !r.querySelector('.vb-streaming'); }",
-        arg=n, timeout=timeout,
+        arg=n,
+        timeout=timeout,
     )
 
 
@@ -531,13 +539,15 @@ def test_isolated_from_the_host_page(browser, fresh):
                 Math.round(b.width), Math.round(b.height)].join('|'); });
     }"""
     before = page.evaluate(widget_probe)
-    page.add_style_tag(content="""
+    page.add_style_tag(
+        content="""
       html { font-size: 8px !important; }
       * { font-family: "Comic Sans MS", cursive !important; color: red !important; line-height: 3 !important;
           letter-spacing: 2px !important; text-transform: uppercase !important; }
       button, textarea, h2 { display: none !important; background: yellow !important; font-size: 40px !important; }
       div, section { padding: 50px !important; border: 10px solid lime !important; }
-    """)
+    """
+    )
     after = page.evaluate(widget_probe)
     assert after == before
     assert page.locator(".vb-launcher").is_visible() and page.locator(".vb-question").is_visible()

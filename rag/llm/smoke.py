@@ -97,8 +97,21 @@ def build_info(variant: str | None = None) -> str:
 # --------------------------------------------------------------------------- library scan
 
 AMX_MNEMONICS = frozenset(
-    {"ldtilecfg", "sttilecfg", "tilerelease", "tilezero", "tileloadd", "tileloaddt1", "tilestored",
-     "tdpbssd", "tdpbsud", "tdpbusd", "tdpbuud", "tdpbf16ps", "tdpfp16ps"}
+    {
+        "ldtilecfg",
+        "sttilecfg",
+        "tilerelease",
+        "tilezero",
+        "tileloadd",
+        "tileloaddt1",
+        "tilestored",
+        "tdpbssd",
+        "tdpbsud",
+        "tdpbusd",
+        "tdpbuud",
+        "tdpbf16ps",
+        "tdpfp16ps",
+    }
 )
 
 # extension -> (the /proc/cpuinfo flag(s) any of which allows it, a test on one disassembled
@@ -110,7 +123,13 @@ _EXTENSIONS: list[tuple[str, tuple[str, ...], re.Pattern]] = [
     ("avx_vnni", ("avx_vnni", "avx512_vnni"), re.compile(r"\t\{vex\} vpdpbu?s[sd]")),
     ("fma", ("fma",), re.compile(r"\tvf(?:n?m(?:add|sub)|maddsub|msubadd)\d{3}")),
     ("f16c", ("f16c",), re.compile(r"\tvcvt(?:ph2ps|ps2ph)\s+[^\n]*%[xy]mm")),
-    ("avx2", ("avx2",), re.compile(r"\tv(?:inserti128|extracti128|perm2i128|permq|permd|pbroadcast[bwdq]|psllv[dq]|psrlv[dq]|psrav[dq]|pgather\w+|gather\w+)\b")),
+    (
+        "avx2",
+        ("avx2",),
+        re.compile(
+            r"\tv(?:inserti128|extracti128|perm2i128|permq|permd|pbroadcast[bwdq]|psllv[dq]|psrlv[dq]|psrav[dq]|pgather\w+|gather\w+)\b"
+        ),
+    ),
     ("avx", ("avx",), re.compile(r"%ymm\d")),
     ("bmi2", ("bmi2",), re.compile(r"\t(?:shlx|shrx|sarx|pdep|pext|bzhi|mulx|rorx)\b")),
 ]
@@ -134,8 +153,7 @@ class LibraryScan:
         if self.amx:
             parts.append(f"AMX instructions ({self.uses.get('amx', '')})")
         if self.missing:
-            parts.append("instructions this CPU lacks: " + ", ".join(
-                f"{m} ({self.uses[m]})" for m in self.missing))
+            parts.append("instructions this CPU lacks: " + ", ".join(f"{m} ({self.uses[m]})" for m in self.missing))
         return f"{self.path.name}: " + "; ".join(parts)
 
 
@@ -149,8 +167,13 @@ def scan_library(path: Path | str, flags: set[str] | None = None, objdump: str |
     tool = objdump or shutil.which("objdump")
     if tool is None:
         raise RuntimeError("objdump is not installed (Debian: apt-get install binutils)")
-    proc = subprocess.Popen([tool, "-d", "--no-show-raw-insn", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="replace")
+    proc = subprocess.Popen(
+        [tool, "-d", "--no-show-raw-insn", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
     scan = LibraryScan(path)
     todo = list(_EXTENSIONS)
     assert proc.stdout is not None
@@ -177,8 +200,8 @@ REBUILD_HINT = (
     "Rebuild llama-cpp-python portably and run setup again:\n"
     "    rm -rf ~/.cache/vraagbaak/wheels/llama-* && bash scripts/setup.sh\n"
     "(the default build is portable: -DGGML_NATIVE=OFF, no AVX-512, no AMX; on a CPU without AVX2, set\n"
-    "VRAAGBAAK_LLAMA_CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF "
-    "-DGGML_BMI2=OFF -DLLAVA_BUILD=OFF\"). The kernel log (dmesg) names the faulting instruction."
+    'VRAAGBAAK_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF '
+    '-DGGML_BMI2=OFF -DLLAVA_BUILD=OFF"). The kernel log (dmesg) names the faulting instruction.'
 )
 
 
@@ -206,9 +229,11 @@ class SmokeResult:
         """One paragraph for a person: what ran, what happened, what to do."""
         if self.ok:
             d = self.detail
-            return (f"llama.cpp ({self.build} build) runs on this CPU: {d.get('decode_tokens', 0)} tokens generated "
-                    f"(prefill {d.get('prefill_tokens_per_s', 0):.0f} tokens/s, "
-                    f"decode {d.get('decode_tokens_per_s', 0):.1f} tokens/s, {self.seconds:.1f} s in all)")
+            return (
+                f"llama.cpp ({self.build} build) runs on this CPU: {d.get('decode_tokens', 0)} tokens generated "
+                f"(prefill {d.get('prefill_tokens_per_s', 0):.0f} tokens/s, "
+                f"decode {d.get('decode_tokens_per_s', 0):.1f} tokens/s, {self.seconds:.1f} s in all)"
+            )
         if self.timed_out:
             what = f"did not finish within {self.seconds:.0f} s"
         elif self.signal_name:
@@ -227,12 +252,16 @@ class SmokeResult:
             lines.append("Its last output:\n    " + "\n    ".join(tail.splitlines()[-8:]))
         if self.signal_name or self.timed_out:
             if self.build != "portable":
-                lines.append(f"The {self.build} build is chosen for this CPU's flags; VRAAGBAAK_LLM_CPU_VARIANT=portable "
-                             "runs the portable build instead.")
+                lines.append(
+                    f"The {self.build} build is chosen for this CPU's flags; VRAAGBAAK_LLM_CPU_VARIANT=portable "
+                    "runs the portable build instead."
+                )
             lines.append(REBUILD_HINT)
         else:
-            lines.append("If the model file is damaged, `vraagbaak models verify` re-hashes it and "
-                         "`vraagbaak models install` fetches it again.")
+            lines.append(
+                "If the model file is damaged, `vraagbaak models verify` re-hashes it and "
+                "`vraagbaak models install` fetches it again."
+            )
         return "\n".join(lines)
 
 
@@ -267,8 +296,18 @@ def smoke_test(
     from .variants import choose_variant
 
     build = choose_variant(variant) or "portable"
-    cmd = command or [sys.executable, "-m", "rag.llm.smoke", str(model_path), "--prefill", str(prefill),
-                      "--decode", str(decode), "--variant", build] + (["--threads", str(threads)] if threads else [])
+    cmd = command or [
+        sys.executable,
+        "-m",
+        "rag.llm.smoke",
+        str(model_path),
+        "--prefill",
+        str(prefill),
+        "--decode",
+        str(decode),
+        "--variant",
+        build,
+    ] + (["--threads", str(threads)] if threads else [])
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     paths = [*(pythonpath or []), root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -279,8 +318,7 @@ def smoke_test(
     except subprocess.TimeoutExpired as exc:
         raw = exc.stderr or b""
         out = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        return SmokeResult(False, str(model_path), None, time.monotonic() - t0, output=out, timed_out=True,
-                           build=build)
+        return SmokeResult(False, str(model_path), None, time.monotonic() - t0, output=out, timed_out=True, build=build)
     seconds = time.monotonic() - t0
     detail: dict = {}
     for line in reversed(proc.stdout.splitlines()):
@@ -314,8 +352,15 @@ def _child(argv: list[str]) -> int:  # pragma: no cover - runs in the child proc
         threads = args.threads or max(1, len(os.sched_getaffinity(0)))
         t0 = time.perf_counter()
         n_ctx = max(512, args.prefill + args.decode + 64)
-        llm = llama_cpp.Llama(model_path=args.model, n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                              n_threads_batch=threads, seed=0, verbose=False)
+        llm = llama_cpp.Llama(
+            model_path=args.model,
+            n_ctx=n_ctx,
+            n_batch=512,
+            n_threads=threads,
+            n_threads_batch=threads,
+            seed=0,
+            verbose=False,
+        )
         load_s = time.perf_counter() - t0
         if args.prefill:
             base = llm.tokenize(("De gemeenteraad besluit over de begroting van het komende jaar. " * 200).encode())
@@ -335,14 +380,24 @@ def _child(argv: list[str]) -> int:  # pragma: no cover - runs in the child proc
             out.append(tok)
             llm.eval([tok])
         decode_s = time.perf_counter() - t2
-        print(json.dumps({
-            "ok": True, "build": build, "threads": threads, "load_s": round(load_s, 2),
-            "prefill_tokens": len(tokens), "prefill_s": round(prefill_s, 3),
-            "prefill_tokens_per_s": round(len(tokens) / prefill_s, 1) if prefill_s else None,
-            "decode_tokens": len(out), "decode_s": round(decode_s, 3),
-            "decode_tokens_per_s": round(len(out) / decode_s, 2) if decode_s else None,
-            "text": llm.detokenize(out).decode("utf-8", errors="replace"),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "build": build,
+                    "threads": threads,
+                    "load_s": round(load_s, 2),
+                    "prefill_tokens": len(tokens),
+                    "prefill_s": round(prefill_s, 3),
+                    "prefill_tokens_per_s": round(len(tokens) / prefill_s, 1) if prefill_s else None,
+                    "decode_tokens": len(out),
+                    "decode_s": round(decode_s, 3),
+                    "decode_tokens_per_s": round(len(out) / decode_s, 2) if decode_s else None,
+                    "text": llm.detokenize(out).decode("utf-8", errors="replace"),
+                }
+            ),
+            flush=True,
+        )
         return 0
     except Exception as exc:
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)

@@ -49,10 +49,14 @@ def choose_variant(wanted: str = "auto", flags: set[str] | None = None, root: Pa
         if wanted not in VARIANTS:
             raise ValueError(f"unknown llama.cpp build {wanted!r}; known: auto, portable, {', '.join(VARIANTS)}")
         if wanted not in installed:
-            raise ValueError(f"the llama.cpp build {wanted!r} is not installed in {root} (scripts/setup.sh installs it)")
+            raise ValueError(
+                f"the llama.cpp build {wanted!r} is not installed in {root} (scripts/setup.sh installs it)"
+            )
         lacking = (VARIANTS[wanted] | PORTABLE_NEEDS) - flags
         if lacking:
-            raise ValueError(f"this CPU cannot run the llama.cpp build {wanted!r}: it lacks {', '.join(sorted(lacking))}")
+            raise ValueError(
+                f"this CPU cannot run the llama.cpp build {wanted!r}: it lacks {', '.join(sorted(lacking))}"
+            )
         return wanted
     for name, needs in VARIANTS.items():
         if name in installed and not ((needs | PORTABLE_NEEDS) - flags):

@@ -328,7 +328,9 @@ class ProcessLLM(ChatMixin):
         self._not_before = time.monotonic() + (self._backoff() if self._crashes > 1 else 0.0)
         log.error(
             "the LLM worker (pid %s, %s) died: %s; the request in flight got 503, the next one starts a new worker",
-            w.process.pid, self.target, reason,
+            w.process.pid,
+            self.target,
+            reason,
         )
 
     def _died(self, w: _Worker) -> LLMUnavailableError:

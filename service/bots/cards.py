@@ -86,7 +86,9 @@ def _slack_url(url: str) -> str:
 
 
 def slack_placeholder_blocks(text: str = PLACEHOLDER) -> list[dict[str, Any]]:
-    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": f":hourglass_flowing_sand: {slack_escape(text)}"}]}]
+    return [
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f":hourglass_flowing_sand: {slack_escape(text)}"}]}
+    ]
 
 
 def slack_message_blocks(text: str, emoji: str = ":warning:") -> list[dict[str, Any]]:
@@ -151,8 +153,11 @@ def slack_text(answer: Answer) -> str:
     if answer.refused:
         text = f"{REFUSAL_TITLE}: {text}"
     elif answer.citations:
-        text += "\n\n" + SOURCES_TITLE + ": " + "; ".join(
-            f"[{c.marker}] {source_label(c)[0]}" for c in answer.citations[:_MAX_SOURCES]
+        text += (
+            "\n\n"
+            + SOURCES_TITLE
+            + ": "
+            + "; ".join(f"[{c.marker}] {source_label(c)[0]}" for c in answer.citations[:_MAX_SOURCES])
         )
     return slack_escape(_cut(text, 3000))
 
@@ -201,7 +206,14 @@ def adaptive_card(answer: Answer, *, document_url: str = "", feedback: bool = Tr
                     }
                 )
         body.append(
-            {"type": "TextBlock", "text": DISCLAIMER, "wrap": True, "size": "Small", "isSubtle": True, "spacing": "Medium"}
+            {
+                "type": "TextBlock",
+                "text": DISCLAIMER,
+                "wrap": True,
+                "size": "Small",
+                "isSubtle": True,
+                "spacing": "Medium",
+            }
         )
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
@@ -212,7 +224,11 @@ def adaptive_card(answer: Answer, *, document_url: str = "", feedback: bool = Tr
     if feedback:
         card["actions"] = [
             {"type": "Action.Submit", "title": FEEDBACK_UP, "data": {TEAMS_FEEDBACK_KEY: "up", "answer_id": answer.id}},
-            {"type": "Action.Submit", "title": FEEDBACK_DOWN, "data": {TEAMS_FEEDBACK_KEY: "down", "answer_id": answer.id}},
+            {
+                "type": "Action.Submit",
+                "title": FEEDBACK_DOWN,
+                "data": {TEAMS_FEEDBACK_KEY: "down", "answer_id": answer.id},
+            },
         ]
     return card
 

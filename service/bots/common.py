@@ -91,8 +91,14 @@ class BotAnswerer:
         self.answers.record(question, answer, endpoint, caller=caller, request_id=uuid.uuid4().hex[:16])
         log.info(
             "bot answer",
-            extra={"caller": caller, "endpoint": endpoint, "refused": answer.refused, "answer_id": answer.id,
-                   "groups": list(groups), "total_ms": answer.timings.total_ms},
+            extra={
+                "caller": caller,
+                "endpoint": endpoint,
+                "refused": answer.refused,
+                "answer_id": answer.id,
+                "groups": list(groups),
+                "total_ms": answer.timings.total_ms,
+            },
         )
         return BotReply(answer=answer)
 

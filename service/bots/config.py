@@ -53,7 +53,9 @@ class BotSettings(VraagbaakSettings):
     slack_api_url: str = SLACK_API_URL  # SLACK_API_URL: the Web API base (tests: a fake on loopback)
     # (NoDecode: parsed by the validator below, so a mapping from the environment replaces,
     # never merges with, one given as an argument)
-    slack_groups: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict, validation_alias=_alias("slack_groups"))
+    slack_groups: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict, validation_alias=_alias("slack_groups")
+    )
     # Socket Mode (python -m service.bots --socket-mode): for sites without a public endpoint
     slack_socket_mode: bool = Field(False, validation_alias=_alias("slack_socket_mode"))
 
@@ -61,7 +63,9 @@ class BotSettings(VraagbaakSettings):
     teams_app_id: str | None = None  # TEAMS_APP_ID (the Azure Bot's Microsoft App ID)
     teams_app_password: SecretStr | None = None  # TEAMS_APP_PASSWORD (its client secret)
     teams_tenant_id: str | None = None  # TEAMS_TENANT_ID (single-tenant bots; also limits who is answered)
-    teams_groups: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict, validation_alias=_alias("teams_groups"))
+    teams_groups: Annotated[dict[str, list[str]], NoDecode] = Field(
+        default_factory=dict, validation_alias=_alias("teams_groups")
+    )
     # Where the signing keys of incoming activities are published (OpenID metadata). Tests
     # point this at a fake on loopback; in production leave the Bot Framework default.
     teams_openid_metadata_url: str = BOTFRAMEWORK_OPENID_METADATA_URL  # TEAMS_OPENID_METADATA_URL
@@ -77,7 +81,8 @@ class BotSettings(VraagbaakSettings):
     # ------------------------------------------------------------------ Teams app package
     teams_app_name: str = Field("Vraagbaak", max_length=30, validation_alias=_alias("teams_app_name"))
     teams_app_full_name: str = Field(
-        "Vraagbaak — vragen over gemeentelijke documenten", max_length=100,
+        "Vraagbaak — vragen over gemeentelijke documenten",
+        max_length=100,
         validation_alias=_alias("teams_app_full_name"),
     )
     teams_app_version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$", validation_alias=_alias("teams_app_version"))
@@ -85,7 +90,9 @@ class BotSettings(VraagbaakSettings):
     teams_developer_url: str = Field("https://www.example.nl", validation_alias=_alias("teams_developer_url"))
     teams_privacy_url: str = Field("https://www.example.nl/privacy", validation_alias=_alias("teams_privacy_url"))
     teams_terms_url: str = Field("https://www.example.nl/voorwaarden", validation_alias=_alias("teams_terms_url"))
-    teams_accent_color: str = Field("#154273", pattern=r"^#[0-9A-Fa-f]{6}$", validation_alias=_alias("teams_accent_color"))
+    teams_accent_color: str = Field(
+        "#154273", pattern=r"^#[0-9A-Fa-f]{6}$", validation_alias=_alias("teams_accent_color")
+    )
 
     # ------------------------------------------------------------------ validation
     @field_validator("slack_groups", "teams_groups", mode="before")

@@ -23,7 +23,9 @@ import typer
 from .config import BotSettings
 
 MANIFEST_VERSION = "1.17"
-MANIFEST_SCHEMA = f"https://developer.microsoft.com/en-us/json-schemas/teams/v{MANIFEST_VERSION}/MicrosoftTeams.schema.json"
+MANIFEST_SCHEMA = (
+    f"https://developer.microsoft.com/en-us/json-schemas/teams/v{MANIFEST_VERSION}/MicrosoftTeams.schema.json"
+)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -137,20 +139,25 @@ def _in_dot(x: float, y: float) -> bool:
 def _coverage(size: int, inside, samples: int = 3) -> list[list[float]]:
     """Share of each pixel inside the shape: the pixel centre, supersampled
     (``samples``×``samples``) only along the edges (anti-aliasing)."""
-    centre = [[1.0 if inside((px + 0.5) / size, (py + 0.5) / size) else 0.0 for px in range(size)]
-              for py in range(size)]
+    centre = [
+        [1.0 if inside((px + 0.5) / size, (py + 0.5) / size) else 0.0 for px in range(size)] for py in range(size)
+    ]
     step = 1.0 / (size * samples)
     grid = [row[:] for row in centre]
     for py in range(size):
         for px in range(size):
             v = centre[py][px]
-            near = [centre[y][x] for y, x in ((py - 1, px), (py + 1, px), (py, px - 1), (py, px + 1))
-                    if 0 <= y < size and 0 <= x < size]
+            near = [
+                centre[y][x]
+                for y, x in ((py - 1, px), (py + 1, px), (py, px - 1), (py, px + 1))
+                if 0 <= y < size and 0 <= x < size
+            ]
             if all(n == v for n in near):
                 continue
             hits = sum(
                 inside((px * samples + sx + 0.5) * step, (py * samples + sy + 0.5) * step)
-                for sy in range(samples) for sx in range(samples)
+                for sy in range(samples)
+                for sx in range(samples)
             )
             grid[py][px] = hits / (samples * samples)
     return grid
@@ -185,25 +192,32 @@ bots_app = typer.Typer(help="The Slack and Teams bots as their own process.", no
 def manifest_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="The zip to write.")] = Path("vraagbaak-teams.zip"),
     app_id: Annotated[str | None, typer.Option("--app-id", help="Microsoft App ID (default: TEAMS_APP_ID).")] = None,
-    version: Annotated[str | None, typer.Option("--version", help="App version x.y.z (raise it on each upload).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="App version x.y.z (raise it on each upload).")
+    ] = None,
 ) -> None:
     """Generate the Teams app package (manifest.json + icons, zipped) from the settings."""
     try:
-        config = BotSettings(**({"teams_app_version": version} if version else {}))
+        config = BotSettings(teams_app_version=version) if version else BotSettings()
         path = build_teams_manifest(config, out, app_id)
     except ValueError as exc:  # includes pydantic's ValidationError
         typer.secho(f"cannot build the Teams package: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))
-    typer.secho("upload it in Teams: Apps → Manage your apps → Upload an app (or via the Teams admin centre)",
-                err=True, dim=True)
+    typer.secho(
+        "upload it in Teams: Apps → Manage your apps → Upload an app (or via the Teams admin centre)",
+        err=True,
+        dim=True,
+    )
 
 
 @bots_app.command("serve")
 def bots_serve(
     host: Annotated[str | None, typer.Option(help="Address (default: VRAAGBAAK_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: VRAAGBAAK_PORT or 8000).")] = None,
-    socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Slack over Socket Mode (SLACK_APP_TOKEN).")] = False,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="Slack over Socket Mode (SLACK_APP_TOKEN).")
+    ] = False,
 ) -> None:
     """Run only the bots (Slack at /slack/events, Teams at /api/teams/messages) with their own pipeline."""
     from .server import serve

@@ -45,8 +45,14 @@ class _PipelineHolder:
             log.exception("bots: loading the models failed")
 
 
-def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettings | None = None,
-                    service_settings=None, *, socket_mode: bool = False) -> FastAPI:
+def create_bots_app(
+    settings=None,
+    pipeline: Any = None,
+    bot_settings: BotSettings | None = None,
+    service_settings=None,
+    *,
+    socket_mode: bool = False,
+) -> FastAPI:
     from rag.settings import Settings
     from service.answering import AnswerService
     from service.config import ServiceSettings
@@ -82,7 +88,7 @@ def create_bots_app(settings=None, pipeline: Any = None, bot_settings: BotSettin
         try:
             yield
         finally:
-            if socket_task is not None:
+            if socket_task is not None and handler is not None:
                 socket_task.cancel()
                 with contextlib.suppress(Exception):
                     await handler.close_async()
@@ -113,7 +119,8 @@ def serve(host: str | None = None, port: int | None = None, socket_mode: bool = 
     from service.config import ServiceSettings
     from service.logging import configure_logging
 
-    cfg = ServiceSettings(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    cfg = ServiceSettings(**overrides)
     configure_logging(cfg.log_level, cfg.log_json)
     bot_settings = BotSettings()
     socket_mode = socket_mode or bot_settings.slack_socket_mode

@@ -192,7 +192,11 @@ def mount_slack(
         return await handler.handle(request)
 
     app.add_api_route(
-        path, slack_events, methods=["POST"], include_in_schema=False, name="slack_events",
+        path,
+        slack_events,
+        methods=["POST"],
+        include_in_schema=False,
+        name="slack_events",
     )
     app.state.slack_bolt = bolt
     log.info("slack bot mounted", extra={"path": path, "api_url": settings.slack_api_url})

@@ -105,8 +105,9 @@ class TeamsBot:
         conv_type = str(getattr(a.conversation, "conversation_type", "") or "")
         groups = lookup_groups(self.settings.teams_groups, tenant, team, conv_type)
         # ids only (never the question): what an admin needs for VRAAGBAAK_TEAMS_GROUPS
-        log.info("teams: question", extra={"tenant": tenant, "team": team, "conversation_type": conv_type,
-                                           "groups": groups})
+        log.info(
+            "teams: question", extra={"tenant": tenant, "team": team, "conversation_type": conv_type, "groups": groups}
+        )
         await context.send_activity(Activity(type=ActivityTypes.typing))
         reference = a.get_conversation_reference()
         app_id = self.settings.teams_app_id or ""
@@ -124,8 +125,9 @@ class TeamsBot:
 
         await self.adapter.continue_conversation(app_id, continuation, send)
 
-    async def _answer(self, app_id: str, reference: Any, reply_to: str | None, question: str, groups: list[str],
-                      caller: str) -> None:
+    async def _answer(
+        self, app_id: str, reference: Any, reply_to: str | None, question: str, groups: list[str], caller: str
+    ) -> None:
         from microsoft_agents.activity import Activity, ActivityTypes, Attachment
 
         work = asyncio.create_task(self.answerer.ask(question, groups, caller=caller, endpoint="teams"))
@@ -141,7 +143,8 @@ class TeamsBot:
             reply = work.result()
             if reply.answer is not None:
                 card = cards.adaptive_card(
-                    reply.answer, document_url=self.settings.bots_document_url,
+                    reply.answer,
+                    document_url=self.settings.bots_document_url,
                     feedback=self.settings.bots_feedback_buttons,
                 )
                 message = Activity(
@@ -187,8 +190,9 @@ def _connections(settings: BotSettings, token_provider_factory: Callable[[Any], 
         from microsoft_agents.authentication.msal import MsalAuth
 
         token_provider_factory = MsalAuth
-    return ConnectionManager(provider_factory=token_provider_factory,
-                             connections_configurations={"SERVICE_CONNECTION": config})
+    return ConnectionManager(
+        provider_factory=token_provider_factory, connections_configurations={"SERVICE_CONNECTION": config}
+    )
 
 
 def mount_teams(
@@ -233,8 +237,11 @@ def mount_teams(
     auth = BotFrameworkAuth(settings.teams_app_id or "", settings.teams_openid_metadata_url)
 
     def unauthorized() -> JSONResponse:
-        return JSONResponse({"error": {"code": "unauthorized", "message": "invalid or missing token"}},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse(
+            {"error": {"code": "unauthorized", "message": "invalid or missing token"}},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     async def teams_messages(request: Request):
         if not request.headers.get("authorization"):
@@ -244,8 +251,9 @@ def mount_teams(
         except ValueError:
             activity = None
         if not isinstance(activity, dict):
-            return JSONResponse({"error": {"code": "bad_request", "message": "the body must be an activity"}},
-                                status_code=400)
+            return JSONResponse(
+                {"error": {"code": "bad_request", "message": "the body must be an activity"}}, status_code=400
+            )
         try:
             claims, token = await auth.authenticate(request.headers.get("authorization"), activity)
         except AuthError as exc:

@@ -53,8 +53,14 @@ class FakeSlackAPI:
     ``ws://…/socket``, where envelopes put in :meth:`push` are delivered and the client's
     acknowledgements are recorded in ``socket_acks``."""
 
-    def __init__(self, token: str = "xoxb-test-token", team_id: str = "T0TEST", bot_user_id: str = "UBOT",
-                 bot_id: str = "BBOT", app_token: str = "xapp-test-token") -> None:
+    def __init__(
+        self,
+        token: str = "xoxb-test-token",
+        team_id: str = "T0TEST",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        app_token: str = "xapp-test-token",
+    ) -> None:
         import queue
 
         self.token = token
@@ -84,7 +90,7 @@ class FakeSlackAPI:
             params = json.loads(raw or b"{}")
         else:
             params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        params.update({k: v for k, v in request.query_params.items()})
+        params.update(dict(request.query_params.items()))
         for key in ("blocks", "attachments"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
@@ -98,13 +104,26 @@ class FakeSlackAPI:
         if call["authorization"] != f"Bearer {self.token}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         if method == "auth.test":
-            return {"ok": True, "url": "https://gemeente.slack.com/", "team": "Gemeente", "user": "vraagbaak",
-                    "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id,
-                    "is_enterprise_install": False}
+            return {
+                "ok": True,
+                "url": "https://gemeente.slack.com/",
+                "team": "Gemeente",
+                "user": "vraagbaak",
+                "team_id": self.team_id,
+                "user_id": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "is_enterprise_install": False,
+            }
         if method == "chat.postMessage":
             ts = f"{int(time.time())}.{next(self._ts):06d}"
-            msg = {"ts": ts, "text": params.get("text"), "blocks": params.get("blocks"),
-                   "thread_ts": params.get("thread_ts"), "user": self.bot_user_id, "bot_id": self.bot_id}
+            msg = {
+                "ts": ts,
+                "text": params.get("text"),
+                "blocks": params.get("blocks"),
+                "thread_ts": params.get("thread_ts"),
+                "user": self.bot_user_id,
+                "bot_id": self.bot_id,
+            }
             with self._lock:
                 self.messages[(params.get("channel"), ts)] = msg
             return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": msg}
@@ -120,8 +139,16 @@ class FakeSlackAPI:
     def push(self, payload: dict[str, Any], type_: str = "events_api") -> str:
         """Deliver ``payload`` (an Events API body, …) over Socket Mode; returns the envelope id."""
         envelope_id = uuid.uuid4().hex
-        self.socket_outbox.put({"envelope_id": envelope_id, "type": type_, "accepts_response_payload": False,
-                                "payload": payload, "retry_attempt": 0, "retry_reason": ""})
+        self.socket_outbox.put(
+            {
+                "envelope_id": envelope_id,
+                "type": type_,
+                "accepts_response_payload": False,
+                "payload": payload,
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
         return envelope_id
 
     async def _socket(self, ws: WebSocket):
@@ -252,10 +279,20 @@ class FakeBotFramework:
             return [a for a in self.activities if type_ is None or a["activity"].get("type") == type_]
 
 
-def teams_message(service_url: str, text: str, *, conversation_type: str = "personal", tenant: str = "tenant-1",
-                  team: str | None = None, bot_id: str = "28:bot-app", bot_name: str = "Vraagbaak",
-                  mention: bool = False, activity_id: str | None = None, value: dict | None = None,
-                  conversation_id: str | None = None) -> dict[str, Any]:
+def teams_message(
+    service_url: str,
+    text: str,
+    *,
+    conversation_type: str = "personal",
+    tenant: str = "tenant-1",
+    team: str | None = None,
+    bot_id: str = "28:bot-app",
+    bot_name: str = "Vraagbaak",
+    mention: bool = False,
+    activity_id: str | None = None,
+    value: dict | None = None,
+    conversation_id: str | None = None,
+) -> dict[str, Any]:
     """An incoming Teams message activity as the channel sends it."""
     conv_id = conversation_id or (
         "19:channel-abc@thread.tacv2;messageid=1700000000000" if conversation_type == "channel" else "a:1personal-chat"
@@ -315,8 +352,9 @@ def http_post(url: str, body: str | bytes, headers: dict[str, str] | None = None
     t0 = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return HttpResult(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read(),
-                              time.monotonic() - t0)
+            return HttpResult(
+                resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read(), time.monotonic() - t0
+            )
     except urllib.error.HTTPError as err:
         return HttpResult(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read(), time.monotonic() - t0)
 

@@ -195,9 +195,8 @@ def mount_widget(app: FastAPI, *, demo: bool = True, demo_key: str | None = None
             q = request.query_params.get("key", "")
             key = q if _KEY_RE.match(q) else ""
         cfg = getattr(getattr(request.app.state, "vb", None), "cfg", None)
-        page = (
-            assets.demo_html.replace("__VRAAGBAAK_KEY__", html.escape(key, quote=True))
-            .replace("__DEMO_NOTE__", html.escape(_demo_note(key, bool(getattr(cfg, "dev_mode", False)))))
+        page = assets.demo_html.replace("__VRAAGBAAK_KEY__", html.escape(key, quote=True)).replace(
+            "__DEMO_NOTE__", html.escape(_demo_note(key, bool(getattr(cfg, "dev_mode", False))))
         )
         return Response(
             page,

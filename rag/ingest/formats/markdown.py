@@ -60,6 +60,5 @@ def _md_headings(text: str) -> list[tuple[int, int, int, str]]:
     return out
 
 
-
 def _md_inline(text: str) -> str:
     return _MD_LINK.sub(r"\1", _MD_IMAGE.sub(r"\1", text)).strip()
