@@ -429,7 +429,29 @@ def register_plugins(target: typer.Typer = app) -> list[str]:
 
 def main() -> None:  # console script entry point: the composition root
     register_plugins(app)
-    app()
+    try:
+        app()
+    except Exception as exc:
+        message = settings_error(exc)
+        if message is None:
+            raise
+        typer.secho(message, fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+def settings_error(exc: Exception) -> str | None:
+    """A readable one-paragraph message for a bad settings file, variable or value, else None."""
+    from pydantic import ValidationError
+
+    from .settings import CONFIG_ENV, SettingsFileError, settings_classes
+
+    if isinstance(exc, SettingsFileError) or (isinstance(exc, FileNotFoundError) and CONFIG_ENV in str(exc)):
+        return f"settings: {exc}"
+    if isinstance(exc, ValidationError) and exc.title in {c.__name__ for c in settings_classes()}:
+        lines = [f"settings: {len(exc.errors())} invalid value(s)"]
+        lines += [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        return "\n".join(lines)
+    return None
 
 
 if __name__ == "__main__":

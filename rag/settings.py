@@ -5,7 +5,7 @@ Values come, highest priority first, from: keyword arguments, environment variab
 (``VRAAGBAAK_CONFIG`` or ``./vraagbaak.toml``, keys at the top level or in a ``[vraagbaak]``
 table), and the defaults below.
 
-The settings file is shared by the classes named in :data:`SETTINGS_CLASSES` (the library's
+The settings file is shared by the classes registered in :data:`SETTINGS_GROUP` (the library's
 :class:`Settings`, the service's and the bots'); each reads the keys it knows. A key that none
 of them knows is an error naming the key and the closest known one, and so is a setting
 written beside a ``[vraagbaak]`` table (it would not be read). An unknown keyword argument is
@@ -24,7 +24,6 @@ out, for files that record the settings (evaluation runs).
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import os
 from collections.abc import Iterable
@@ -42,12 +41,10 @@ CONFIG_ENV = "VRAAGBAAK_CONFIG"
 DEFAULT_CONFIG_FILE = "vraagbaak.toml"
 CONFIG_TABLE = "vraagbaak"
 
-# The settings classes that share the settings file and the environment ("module:Class").
-SETTINGS_CLASSES = (
-    "rag.settings:Settings",
-    "service.config:ServiceSettings",
-    "service.bots.config:BotSettings",
-)
+# The settings classes that share the settings file and the environment are entry points in this
+# group (pyproject.toml): the library's own, and each front-end's, so that the library does not
+# import its front-ends; a site's plugin with settings of its own registers its class the same way.
+SETTINGS_GROUP = "vraagbaak.settings"
 
 # VRAAGBAAK_* environment variables that are not settings (not warned about)
 OTHER_ENV_VARS = frozenset(
@@ -87,12 +84,16 @@ def config_file() -> Path:
 
 
 def settings_classes() -> list[type[BaseSettings]]:
-    """The classes of :data:`SETTINGS_CLASSES`, imported (the bots' pull in their platform
-    libraries: only imported when a key or variable is unknown to the class being built)."""
-    out = []
-    for spec in SETTINGS_CLASSES:
-        module, _, name = spec.partition(":")
-        out.append(getattr(importlib.import_module(module), name))
+    """The classes registered in the entry point group :data:`SETTINGS_GROUP`, imported (the bots'
+    pull in their platform libraries: only imported when a key or variable is unknown to the class
+    being built). The library's :class:`Settings` is always among them."""
+    from importlib.metadata import entry_points
+
+    out: list[type[BaseSettings]] = [Settings]
+    for ep in entry_points(group=SETTINGS_GROUP):
+        cls = ep.load()
+        if cls not in out:
+            out.append(cls)
     return out
 
 

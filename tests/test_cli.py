@@ -69,3 +69,20 @@ def test_search_queries_keeps_the_callers_id(indexed):
     rows = _lines(result.output)
     assert [r["id"] for r in rows] == ["q-opvang", 17, 3]
     assert rows[0]["results"] and rows[0]["results"][0]["doc_id"] == "docs/raadsbrief-2022-opvang"
+
+
+def test_a_bad_settings_file_is_a_message_not_a_traceback(tmp_path):
+    """`vraagbaak` with a mistyped key or a bad value: exit status 2 and the key named on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VRAAGBAAK_CONFIG": str(tmp_path / "vraagbaak.toml")}
+    script = "from rag.cli import main; main()"
+    (tmp_path / "vraagbaak.toml").write_text('[vraagbaak]\nllm_bakend = "openai"\n')
+    proc = subprocess.run([sys.executable, "-c", script, "documents"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "llm_bakend" in proc.stderr and "llm_backend" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "vraagbaak.toml").write_text('[vraagbaak]\nfusion = "rrff"\n')
+    proc = subprocess.run([sys.executable, "-c", script, "documents"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "fusion" in proc.stderr and "Traceback" not in proc.stderr
