@@ -1,7 +1,8 @@
 """A wheel install works, not only an editable one: the wheel is built from a copy of the
 sources, installed without dependencies into a fresh virtual environment that sees this
 environment's packages (a .pth file), and run from a folder outside the checkout: the shipped
-prompts load, the widget assets are found, and ``vraagbaak --help`` runs."""
+prompts load, the widget assets are found, ``vraagbaak --help`` lists the front-ends' commands, and
+the installed package indexes a demo document and answers a question with the real default models."""
 
 from __future__ import annotations
 
@@ -102,4 +103,15 @@ def test_wheel_install_outside_the_checkout(tmp_path):
     assert out["widget_files"] == ["widget-app.js", "widget.css"] and out["widget_version"]
 
     help_text = _run([str(venv / "bin" / "vraagbaak"), "--help"], cwd=elsewhere, env=env)
-    assert "Vraagbaak" in help_text and "serve" in help_text
+    assert "Vraagbaak" in help_text and all(c in help_text for c in ("serve", "keys", "eval", "bots"))
+
+    # the installed wheel answers a question with the real default models (outside the checkout)
+    docs = elsewhere / "docs"
+    docs.mkdir()
+    shutil.copy2(REPO / "data" / "voorbeeld" / "begroting-2016-welzijn-gezondheid-zorg-sociaal-domein.txt", docs)
+    vraagbaak, index = str(venv / "bin" / "vraagbaak"), str(elsewhere / "index")
+    _run([vraagbaak, "ingest", "docs", "--index-dir", index], cwd=elsewhere, env=env)
+    question = "Sinds wanneer is de gemeente verantwoordelijk voor de zorgtaken die vroeger onder de AWBZ vielen?"
+    answer = json.loads(_run([vraagbaak, "ask", question, "--json", "--index-dir", index], cwd=elsewhere, env=env))
+    assert not answer["refused"] and answer["citations"], answer
+    assert "2015" in answer["answer"], answer["answer"]
