@@ -246,32 +246,15 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
 
 
 def make_pipeline(settings, retriever, llm, attribution: bool = True):
+    """The product's pipeline; ``attribution=False`` runs the same answer checks minus
+    attribution (the answer's markers are kept as written; no sentence is dropped)."""
     from rag.pipeline import Pipeline
 
-    if attribution:
-        return Pipeline(settings, retriever, llm)
-    return _no_attribution_class()(settings, retriever, llm)
-
-
-def _no_attribution_class():
-    from rag.pipeline import Pipeline, is_refusal, leaks_prompt, to_citation
-    from rag.text.markers import markers_in
-
-    class NoAttributionPipeline(Pipeline):
-        """The answer as the model wrote it: refusal and prompt-leak checks stay, but no
-        post-hoc attribution (its markers are kept as written; no sentence is dropped)."""
-
-        def finish(self, raw, ctx, done):  # noqa: D401
-            refusal = self.prompts.refusal
-            if is_refusal(raw, refusal):
-                return done(refusal, True, [], "model_declined")
-            if leaks_prompt(raw, self.prompts.system()):
-                return done(refusal, True, [], "injection")
-            by_marker = {p.marker: h for p, h in zip(ctx.passages, ctx.hits)}
-            cited = [m for m in dict.fromkeys(markers_in(raw)) if m in by_marker]
-            return done(raw.strip(), False, [to_citation(m, by_marker[m]) for m in cited])
-
-    return NoAttributionPipeline
+    if not attribution:
+        settings = settings.model_copy(
+            update={"answer_checks": [c for c in settings.answer_checks if c != "attribution"]}
+        )
+    return Pipeline(settings, retriever, llm)
 
 
 # --------------------------------------------------------------------------- per question

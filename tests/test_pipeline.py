@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.pipeline import Pipeline, is_refusal, is_rewrite, leaks_prompt
+from rag.checks import is_refusal, leaks_prompt
+from rag.pipeline import Pipeline, is_rewrite
 from rag.prompts import PromptError, PromptSet
 from rag.retrieve import Filters, Retriever
 from rag.schema import DoneEvent, SourcesEvent, TokenEvent, Turn
