@@ -28,6 +28,7 @@ from .attribute import attribute
 from .evidence import answers_kind, expected_kind
 from .language import detect_language
 from .text.markers import markers_in, strip_markers
+from .text.tokens import novel_terms
 from .types import Passage
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -44,6 +45,7 @@ class RefusalReason(StrEnum):
     MISSING_NUMBER = "missing_number"
     MISSING_AMOUNT = "missing_amount"
     MISSING_DATE = "missing_date"
+    RESTATES_QUESTION = "restates_question"
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -194,6 +196,20 @@ class AnswerKindCheck:
         return Refuse(RefusalReason(f"missing_{kind}"))
 
 
+@dataclass
+class RestatementCheck:
+    """An answer that adds no content word to the question's own ("Het college heeft de brief
+    ondertekend", asked who signed it; "De zgn. 'zelfmelders'", asked who they are) answers
+    nothing, however well its words are sourced."""
+
+    name: str = "restatement"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if novel_terms(strip_markers(draft.text), q.question):
+            return Keep()
+        return Refuse(RefusalReason.RESTATES_QUESTION)
+
+
 # name -> factory(settings); the order of ``settings.answer_checks`` is the order they run in
 CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "prompt_leak": lambda s: PromptLeakCheck(),
@@ -201,6 +217,7 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "language": lambda s: LanguageCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
     "answer_kind": lambda s: AnswerKindCheck(),
+    "restatement": lambda s: RestatementCheck(),
 }
 
 

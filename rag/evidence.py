@@ -26,7 +26,7 @@ from .text.boilerplate import content_of
 from .text.idf import IdfFn, uniform_idf
 from .text.numbers import COUNT_WORD
 from .text.sentences import split_sentences
-from .text.tokens import tokenize
+from .text.tokens import novel_terms, tokenize
 from .types import Passage
 
 # Question words and the kind of answer they ask for.
@@ -177,6 +177,6 @@ def best_quote(
             if not following or following[0].rstrip().endswith("?"):
                 continue
             text = f"{text.rstrip()} {following[0]}"
-        if answers_kind(text, kind) and len(text) >= 20:
+        if answers_kind(text, kind) and len(text) >= 20 and novel_terms(text, question):
             return replace(e, text=text)
     return None

@@ -55,7 +55,8 @@ class Answer(BaseModel):
     refusal_reason: str | None = Field(
         None,
         description="no_relevant_passages | model_declined | unsupported | not_dutch | injection | "
-        "missing_number | missing_amount | missing_date (the answer lacked what the question asks for)",
+        "missing_number | missing_amount | missing_date (the answer lacked what the question asks for) | "
+        "restates_question (the answer added nothing to the question's own words)",
     )
     language: str | None = None
     quoted: bool = Field(
@@ -65,7 +66,7 @@ class Answer(BaseModel):
     quote_reason: str | None = Field(
         None,
         description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
-        "missing_number | missing_amount | missing_date",
+        "missing_number | missing_amount | missing_date | restates_question",
     )
     index_generation: str | None = Field(
         None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"

@@ -66,13 +66,14 @@ OTHER_ENV_VARS = frozenset(
 )
 
 
-AnswerCheckName = Literal["prompt_leak", "model_declined", "language", "attribution", "answer_kind"]
+AnswerCheckName = Literal["prompt_leak", "model_declined", "language", "attribution", "answer_kind", "restatement"]
 DEFAULT_ANSWER_CHECKS: tuple[AnswerCheckName, ...] = (
     "prompt_leak",
     "model_declined",
     "language",
     "attribution",
     "answer_kind",
+    "restatement",
 )
 
 

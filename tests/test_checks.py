@@ -120,3 +120,17 @@ def test_checks_come_from_the_settings_in_their_order():
     assert build_checks(Settings(answer_checks=["attribution"], attribution_threshold=0.7))[0].threshold == 0.7
     with pytest.raises(ValueError, match="answer_checks"):
         Settings(answer_checks=["atribution"])
+
+
+def test_an_answer_that_only_restates_the_question_is_refused():
+    check = CHECKS["restatement"](Settings())
+    q = question("Wie hebben de brief over de motie namens het college ondertekend?")
+    assert check.run(Draft("Het college heeft de brief over de motie ondertekend [1]."), q) == Refuse(
+        RefusalReason.RESTATES_QUESTION
+    )
+    zelfmelders = question("Wie worden bedoeld met 'zelfmelders' bij Koers en Kansen?")
+    assert check.run(Draft("De zgn. 'zelfmelders' [1]."), zelfmelders) == Refuse(RefusalReason.RESTATES_QUESTION)
+    # short answers that do add the one thing asked are answers
+    assert check.run(Draft("Vinkhuizen [1]."), question("In welke Groningse wijk is de proeftuin gestart?")) == Keep()
+    assert check.run(Draft("€105 per maand [1]."), question("En hoeveel kost dat per maand?")) == Keep()
+    assert check.run(Draft("Koen Schuiling en Christien Bronda [1]."), q) == Keep()

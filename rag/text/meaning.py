@@ -26,7 +26,9 @@ _WORDS = re.compile(r"[^\W\d_]+|\d+", re.UNICODE)
 _WINDOW = 4  # content words after a negation that make up the negated phrase
 
 MUST = frozenset({"moet", "moeten", "moest", "moesten", "verplicht", "verplichte", "dient", "dienen", "must"})
-MAY = frozenset({"kan", "kunnen", "kon", "konden", "kunt", "mag", "mogen", "mocht", "mochten", "mogelijk", "can", "may"})
+MAY = frozenset(
+    {"kan", "kunnen", "kon", "konden", "kunt", "mag", "mogen", "mocht", "mochten", "mogelijk", "can", "may"}
+)
 
 
 def _words(text: str) -> list[str]:
