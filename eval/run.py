@@ -30,6 +30,7 @@ from typing import Any
 
 from . import metrics as M
 from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
+from .splits import split_of
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -549,16 +550,22 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                 "n": sum(v is not None for v in vals),
             }
     out["latency"] = lat
-    by_type: dict[str, Any] = {}
-    for t in sorted({r["type"] for r in rows}):
-        sub = [r for r in rows if r["type"] == t]
-        by_type[t] = {"n": len(sub)}
+    out["by_type"] = _means_by(rows, names, lambda r: r["type"])
+    # the frozen splits (eval/splits.py): tune on "tune", report "test" beside it
+    out["by_split"] = _means_by(rows, names, lambda r: split_of(r["id"]))
+    return out
+
+
+def _means_by(rows: Sequence[dict], names: Sequence[str], key: Callable[[dict], str]) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for g in sorted({key(r) for r in rows}):
+        sub = [r for r in rows if key(r) == g]
+        groups[g] = {"n": len(sub)}
         for k in names:
             v = M.mean(r["metrics"].get(k) for r in sub)
             if v is not None:
-                by_type[t][k] = v
-    out["by_type"] = by_type
-    return out
+                groups[g][k] = v
+    return groups
 
 
 def write_results(run_dir: Path, config: dict, rows: Sequence[dict]) -> dict:
