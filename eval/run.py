@@ -30,7 +30,7 @@ from typing import Any
 
 from . import metrics as M
 from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
-from .splits import split_of
+from .splits import SPLITS, split_of
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -84,6 +84,7 @@ class RunConfig:
     only: str = "all"  # all | retrieval | answers
     limit: int | None = None
     ids: list[str] | None = None
+    split: str | None = None  # "tune" | "test": only that frozen split (eval/splits.py)
     data: str | None = None  # dataset file (feedback export, or another gold file)
     include_up: bool = False
     fusion: str | None = None  # dense | bm25 | rrf | score (None: settings)
@@ -686,6 +687,10 @@ def select_items(cfg: RunConfig) -> list[EvalItem]:
     if cfg.ids:
         want = set(cfg.ids)
         items = [i for i in items if i.id in want]
+    if cfg.split:
+        if cfg.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {cfg.split!r}")
+        items = [i for i in items if split_of(i.id) == cfg.split]
     if cfg.limit:
         items = items[: cfg.limit]
     return items

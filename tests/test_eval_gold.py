@@ -146,3 +146,12 @@ def test_summaries_report_each_split():
     assert by_split["test"]["key_fact_recall"] == sum(r["metrics"]["key_fact_recall"] for r in test_rows) / len(
         test_rows
     )
+
+
+def test_a_run_can_be_limited_to_one_split():
+    from eval.run import RunConfig, select_items
+    from eval.splits import split_of
+
+    tune = select_items(RunConfig(dataset="demo", split="tune"))
+    assert tune and all(split_of(i.id) == "tune" for i in tune)
+    assert len(tune) + len(select_items(RunConfig(dataset="demo", split="test"))) == 92
