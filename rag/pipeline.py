@@ -138,6 +138,9 @@ def to_citation(marker: int, hit: Hit) -> Citation:
         snippet=hit.text,
         score=round(float(hit.dense_score if hit.dense_score is not None else hit.score), 4),
         chunk_id=hit.chunk_id,
+        doc_type=hit.doc_type,
+        date=hit.date,
+        year=hit.year,
     )
 
 

@@ -26,6 +26,9 @@ class Citation(BaseModel):
     snippet: str = Field(description="The cited passage (or its relevant part)")
     score: float = Field(0.0, description="Retrieval score of the passage")
     chunk_id: int | None = None
+    doc_type: str | None = Field(None, description="Document type: begroting, jaarstukken, raadsbrief, …")
+    date: str | None = Field(None, description="Document date (ISO), where known")
+    year: int | None = Field(None, description="The year the document is about (a budget's year), where known")
 
 
 class Timings(BaseModel):

@@ -214,3 +214,9 @@ def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_
     prompt = llm.calls[-1][-1]["content"]
     assert "Was dat unaniem?" in prompt and "60 extra plekken" in prompt  # the earlier question found the passage
     assert not is_rewrite("Was dat unaniem?", "Was dat unaniem?")
+
+
+def test_citations_show_document_type_and_year(pipeline_factory):
+    p, _ = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    a = p.ask("Hoeveel extra plekken krijgt de nachtopvang?", filters=Filters(doc_types=["begroting"]))
+    assert a.citations and all(c.doc_type == "begroting" and c.year == 2023 for c in a.citations)
