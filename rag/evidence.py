@@ -80,10 +80,12 @@ class Evidence:
 
 
 def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
-    total = sum(idf(t) for t in terms)
+    # summed in sorted order: a float sum over a set depends on the set's order, which changes
+    # with the process's hash seed, and equal coverages must compare equal in every process
+    total = sum(idf(t) for t in sorted(terms))
     if total <= 0:
         return 0.0
-    return sum(idf(t) for t in terms & sentence_terms) / total
+    return sum(idf(t) for t in sorted(terms & sentence_terms)) / total
 
 
 def _score(terms: set[str], toks: set[str], heading_terms: set[str], idf: IdfFn) -> float:
