@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .text.boilerplate import content_of
+from .text.boilerplate import content_of, letter_field
 from .text.idf import IdfFn, uniform_idf
 from .text.numbers import COUNT_WORD
 from .text.sentences import split_sentences
@@ -168,6 +168,11 @@ def best_quote(
     and skipped when ``passages`` has no such sentence. Letter and page furniture is cut off a
     sentence first; a sentence that is only that is never quoted."""
     sentences = {p.marker: split_sentences(p.text) for p in passages}
+    for e in evidence:  # a question about a letter's head or signature: the field, not the block
+        if e.coverage < min_coverage:
+            break
+        if field := letter_field(question, e.text):
+            return replace(e, text=field)
     for e in evidence:
         if e.coverage < min_coverage:
             return None

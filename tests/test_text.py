@@ -77,3 +77,29 @@ def test_a_letter_head_or_signature_is_never_quoted():
     q = "Waarover informeert de brief over de motie preventie?"
     best = best_quote(q, rank_evidence(q, [letter]), 0.3, None, [letter])
     assert best is not None and best.text == "Met deze brief informeren wij u over de motie preventie."
+
+
+def test_a_question_about_a_letter_field_gets_the_field_not_the_block():
+    from rag.evidence import best_quote, rank_evidence
+    from rag.text.boilerplate import letter_field
+    from rag.types import Passage
+
+    head = (
+        "Onderwerp Motie preventie ter informatie Steller Alfons Boer De leden van de raad te GRONINGEN "
+        "Telefoon | 42 18 | Bijlage(n) | 1 | Ons kenmerk | 24622-2022 Datum | 26-1-2022 "
+        "Geachte heer, mevrouw, Met deze brief informeren wij u over de motie preventie."
+    )
+    closing = (
+        "Met vriendelijke groet, burgemeester en wethouders van Groningen, burgemeester, Koen Schuiling "
+        "secretaris, Christien Bronda Deze brief is elektronisch aangemaakt en daarom niet ondertekend."
+    )
+    assert letter_field("Wie is de steller van de brief?", head) == "Steller Alfons Boer"
+    assert letter_field("Wat is het kenmerk van de brief?", head) == "Ons kenmerk 24622-2022"
+    assert letter_field("Wie hebben de brief ondertekend?", closing) == (
+        "burgemeester, Koen Schuiling; secretaris, Christien Bronda"
+    )
+    assert letter_field("Wie is de wethouder van onderwijs?", closing) is None  # asks no field of the letter
+    assert letter_field("Wat is het kenmerk van de brief?", "Het kenmerk van goed beleid is preventie.") is None
+    letter = Passage(1, f"{head} {closing}", "Raadsbrief")
+    q = "Wie is de steller van de brief over de motie preventie?"
+    assert best_quote(q, rank_evidence(q, [letter]), 0.3, None, [letter]).text == "Steller Alfons Boer"

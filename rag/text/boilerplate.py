@@ -61,3 +61,40 @@ def content_of(sentence: str) -> str | None:
     if len(fields) >= 2 or (fields and text.count("|") >= 3) or len(_SIGNATURE.findall(text)) >= 2:
         return None
     return text
+
+
+# A question about a letter's head or signature is answered by the one field it asks for, as it
+# stands in the text, never by the whole block.
+_ASKS = {
+    "steller": re.compile(r"\b(steller|opgesteld|contactpersoon)\b", re.IGNORECASE),
+    "kenmerk": re.compile(r"\b(kenmerk|referentie)\b", re.IGNORECASE),
+    "signature": re.compile(r"\b(ondertekend|ondertekening|getekend|handtekening|ondertekenaars?)\b", re.IGNORECASE),
+}
+_NAME = r"[A-Z][\w'’.-]*(?:\s+(?:van|de|der|den|ter|ten|[A-Z][\w'’.-]*)){0,3}"
+_STELLER = re.compile(r"\b(Steller)\s*[|:]?\s*(" + _NAME + ")")
+_KENMERK = re.compile(r"\b(Ons kenmerk|Uw kenmerk|Kenmerk)\s*[|:]?\s*([\w/.-]*\d[\w/.-]*)", re.IGNORECASE)
+# capitalised words that start the next line of a letter head, not a name
+_NOT_NAME = frozenset({"De", "Het", "Een", "Aan", "Deze", "Dit", "Telefoon", "Datum", "Bijlage", "Bijlage(n)", "Ons", "Uw",
+                       "Postbus", "Onderwerp", "Geachte", "Met"})  # fmt: skip
+
+
+def _name(text: str) -> str:
+    words = text.split()
+    while words and words[-1] in _NOT_NAME:
+        words.pop()
+    return " ".join(words)
+
+
+def letter_field(question: str, sentence: str) -> str | None:
+    """The field of a letter head or signature block that ``question`` asks for, as it stands
+    in ``sentence`` ("Steller Alfons Boer", "Ons kenmerk 24622-2022", "burgemeester, Koen
+    Schuiling; secretaris, Christien Bronda"), or None."""
+    if _ASKS["steller"].search(question) and (m := _STELLER.search(sentence)) and (name := _name(m[2])):
+        return f"{m[1]} {name}"
+    if _ASKS["kenmerk"].search(question) and (m := _KENMERK.search(sentence)):
+        return f"{m[1]} {m[2]}"
+    if _ASKS["signature"].search(question):
+        names = [n for n in (_name(s) for s in _SIGNATURE.findall(sentence)) if "," in n]
+        if names:
+            return "; ".join(names)
+    return None
