@@ -32,7 +32,7 @@ place of the product's retriever and pipeline:
   (mapped to the 4 retrieved chunks in order; the tutorial context is not numbered, so this is rare),
   and timings (retrieval, first token, total, tokens/s) measured from the stream.
 
-Refusal rule (``is_baseline_refusal``): the product's own detector (``rag.pipeline.is_refusal``: empty, or
+Refusal rule (``is_baseline_refusal``): the product's own detector (``rag.checks.is_refusal``: empty, or
 the product's refusal sentence), or the answer's first sentence says that the model does not know / that
 the context does not contain the answer (``DONT_KNOW``). The answer text is kept as the model wrote it.
 
@@ -112,7 +112,7 @@ def product_refusal() -> str:
 
 def is_baseline_refusal(text: str) -> bool:
     """The product's refusal detector (empty, or its refusal sentence), or ``says_dont_know``."""
-    from rag.pipeline import is_refusal
+    from rag.checks import is_refusal
 
     return is_refusal(text, product_refusal()) or says_dont_know(text)
 
@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "params": params,
             "prompt": PROMPT,
             "followups": FOLLOWUP_NOTE,
-            "refusal_rule": "rag.pipeline.is_refusal (product refusal sentence or empty) or the first "
+            "refusal_rule": "rag.checks.is_refusal (product refusal sentence or empty) or the first "
             "sentence says the model does not know / the context does not say "
             "(eval.baseline_langchain.DONT_KNOW)",
             "citations": "only [n] markers the model writes, mapped to the k retrieved chunks in order",

@@ -39,6 +39,7 @@ def run_cmd(
     only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
     limit: Annotated[int | None, typer.Option(help="First N questions only.")] = None,
     ids: Annotated[str | None, typer.Option(help="Comma-separated question ids.")] = None,
+    split: Annotated[str | None, typer.Option(help="tune | test: only that frozen split (eval/splits.py).")] = None,
     data: Annotated[Path | None, typer.Option(help="Dataset file (feedback export or another gold JSONL).")] = None,
     include_up: Annotated[bool, typer.Option(help="feedback: also re-ask thumbs-up questions.")] = False,
     name: Annotated[str, typer.Option(help="Run name (folder suffix).")] = "",
@@ -68,6 +69,7 @@ def run_cmd(
         only=only,
         limit=limit,
         ids=ids.split(",") if ids else None,
+        split=split,
         data=str(data) if data else None,
         include_up=include_up,
         fusion=fusion,
@@ -108,6 +110,17 @@ def format_summary(results: dict) -> str:
         )
     for k, v in s.get("latency", {}).items():
         lines.append(f"  {LABELS.get(k, k):58s} p50 {v['p50']:.1f}  p95 {v['p95']:.1f}")
+    splits = s.get("by_split") or {}
+    if len(splits) > 1:
+        shown = [k for k in order if any(k in g for g in splits.values())]
+        lines.append("by frozen split (tune: rules and thresholds are tuned here; test: only reported):")
+        lines.append(f"  {'':58s} " + "  ".join(f"{name:>6s} (n={g['n']})" for name, g in sorted(splits.items())))
+        for k in shown:
+            vals = "  ".join(
+                f"{g[k]:>6.3f}{'':{len(str(g['n'])) + 5}s}" if k in g else f"{'–':>6s}{'':{len(str(g['n'])) + 5}s}"
+                for _, g in sorted(splits.items())
+            )
+            lines.append(f"  {LABELS.get(k, k):58s} {vals}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import metrics as M
 from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
+from .splits import SPLITS, split_of
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -83,6 +84,7 @@ class RunConfig:
     only: str = "all"  # all | retrieval | answers
     limit: int | None = None
     ids: list[str] | None = None
+    split: str | None = None  # "tune" | "test": only that frozen split (eval/splits.py)
     data: str | None = None  # dataset file (feedback export, or another gold file)
     include_up: bool = False
     fusion: str | None = None  # dense | bm25 | rrf | score (None: settings)
@@ -246,32 +248,15 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
 
 
 def make_pipeline(settings, retriever, llm, attribution: bool = True):
+    """The product's pipeline; ``attribution=False`` runs the same answer checks minus
+    attribution (the answer's markers are kept as written; no sentence is dropped)."""
     from rag.pipeline import Pipeline
 
-    if attribution:
-        return Pipeline(settings, retriever, llm)
-    return _no_attribution_class()(settings, retriever, llm)
-
-
-def _no_attribution_class():
-    from rag.pipeline import Pipeline, is_refusal, leaks_prompt, to_citation
-    from rag.text.markers import markers_in
-
-    class NoAttributionPipeline(Pipeline):
-        """The answer as the model wrote it: refusal and prompt-leak checks stay, but no
-        post-hoc attribution (its markers are kept as written; no sentence is dropped)."""
-
-        def finish(self, raw, ctx, done):  # noqa: D401
-            refusal = self.prompts.refusal
-            if is_refusal(raw, refusal):
-                return done(refusal, True, [], "model_declined")
-            if leaks_prompt(raw, self.prompts.system()):
-                return done(refusal, True, [], "injection")
-            by_marker = {p.marker: h for p, h in zip(ctx.passages, ctx.hits)}
-            cited = [m for m in dict.fromkeys(markers_in(raw)) if m in by_marker]
-            return done(raw.strip(), False, [to_citation(m, by_marker[m]) for m in cited])
-
-    return NoAttributionPipeline
+    if not attribution:
+        settings = settings.model_copy(
+            update={"answer_checks": [c for c in settings.answer_checks if c != "attribution"]}
+        )
+    return Pipeline(settings, retriever, llm)
 
 
 # --------------------------------------------------------------------------- per question
@@ -566,16 +551,22 @@ def summarise(rows: Sequence[dict]) -> dict[str, Any]:
                 "n": sum(v is not None for v in vals),
             }
     out["latency"] = lat
-    by_type: dict[str, Any] = {}
-    for t in sorted({r["type"] for r in rows}):
-        sub = [r for r in rows if r["type"] == t]
-        by_type[t] = {"n": len(sub)}
+    out["by_type"] = _means_by(rows, names, lambda r: r["type"])
+    # the frozen splits (eval/splits.py): tune on "tune", report "test" beside it
+    out["by_split"] = _means_by(rows, names, lambda r: split_of(r["id"]))
+    return out
+
+
+def _means_by(rows: Sequence[dict], names: Sequence[str], key: Callable[[dict], str]) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for g in sorted({key(r) for r in rows}):
+        sub = [r for r in rows if key(r) == g]
+        groups[g] = {"n": len(sub)}
         for k in names:
             v = M.mean(r["metrics"].get(k) for r in sub)
             if v is not None:
-                by_type[t][k] = v
-    out["by_type"] = by_type
-    return out
+                groups[g][k] = v
+    return groups
 
 
 def write_results(run_dir: Path, config: dict, rows: Sequence[dict]) -> dict:
@@ -696,6 +687,10 @@ def select_items(cfg: RunConfig) -> list[EvalItem]:
     if cfg.ids:
         want = set(cfg.ids)
         items = [i for i in items if i.id in want]
+    if cfg.split:
+        if cfg.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {cfg.split!r}")
+        items = [i for i in items if split_of(i.id) == cfg.split]
     if cfg.limit:
         items = items[: cfg.limit]
     return items

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .text.markers import markers_in, strip_markers
+from .text.meaning import meaning_differs
 from .text.numbers import numbers_in
 from .text.sentences import split_sentences
 from .text.tokens import tokenize
@@ -61,13 +62,21 @@ class _PassageIndex:
         self.tokens = {p.marker: set(tokenize(p.full_text)) for p in passages}
         self.numbers = {p.marker: numbers_in(p.full_text) for p in passages}
         self.lower = {p.marker: p.full_text.lower() for p in passages}
+        self.sentences = {p.marker: [(t, set(tokenize(t))) for t in split_sentences(p.text)] for p in passages}
+
+    def closest_sentence(self, marker: int, toks: set[str]) -> str | None:
+        """The sentence of passage ``marker`` that shares most content words with ``toks``."""
+        best = max(self.sentences[marker], key=lambda st: len(st[1] & toks), default=None)
+        return best[0] if best is not None and best[1] & toks else None
 
 
 def support(sentence: str, marker: int, idx: _PassageIndex) -> tuple[float, str]:
     """Support of ``sentence`` by passage ``marker`` in [0, 1], and a reason when it fails.
 
     The share of the sentence's content words (Dutch stems, stop words left out) found in
-    the passage; 0 when a number or a name in the sentence is not in the passage, and 0 for
+    the passage; 0 when a number or a name in the sentence is not in the passage, 0 when it
+    states the opposite of the passage sentence it rests on (a negation dropped or added,
+    "kan" turned into "moet": rag/text/meaning.py), and 0 for
     a question: a sentence ending in "?" claims nothing (the small model sometimes answers
     by repeating the question, which a passage titled with that question would "support").
     """
@@ -82,7 +91,11 @@ def support(sentence: str, marker: int, idx: _PassageIndex) -> tuple[float, str]
     missing_names = {n for n in names_in(sentence) if n not in idx.lower[marker]}
     if missing_names:
         return 0.0, f"names not in the passage: {', '.join(sorted(missing_names))}"
-    return len(toks & idx.tokens[marker]) / len(toks), ""
+    share = len(toks & idx.tokens[marker]) / len(toks)
+    closest = idx.closest_sentence(marker, toks) if share > 0 else None
+    if closest is not None and (why := meaning_differs(sentence, closest)):
+        return 0.0, why
+    return share, ""
 
 
 def attribute(

@@ -22,10 +22,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from .text.boilerplate import content_of, letter_field
 from .text.idf import IdfFn, uniform_idf
 from .text.numbers import COUNT_WORD
 from .text.sentences import split_sentences
-from .text.tokens import tokenize
+from .text.tokens import novel_terms, tokenize
 from .types import Passage
 
 # Question words and the kind of answer they ask for.
@@ -72,13 +73,26 @@ class Evidence:
     position: int  # sentence number within the passage, from 0
     text: str
     coverage: float  # IDF-weighted share of the question's content words, 0..1
+    # the sentence without letter or page furniture (rag/text/boilerplate.py), None when it is
+    # only that, and its coverage: what a quote may use
+    content: str | None = None
+    content_coverage: float = 0.0
 
 
 def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
-    total = sum(idf(t) for t in terms)
+    # summed in sorted order: a float sum over a set depends on the set's order, which changes
+    # with the process's hash seed, and equal coverages must compare equal in every process
+    total = sum(idf(t) for t in sorted(terms))
     if total <= 0:
         return 0.0
-    return sum(idf(t) for t in terms & sentence_terms) / total
+    return sum(idf(t) for t in sorted(terms & sentence_terms)) / total
+
+
+def _score(terms: set[str], toks: set[str], heading_terms: set[str], idf: IdfFn) -> float:
+    # heading words help, but a sentence must itself carry part of the question
+    own = coverage(terms, toks, idf)
+    with_heading = coverage(terms, toks | heading_terms, idf)
+    return own if own == 0 else (3 * own + with_heading) / 4
 
 
 def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = uniform_idf) -> list[Evidence]:
@@ -89,11 +103,13 @@ def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = unifo
     for p in passages:
         heading_terms = set(tokenize(f"{p.title} {p.section}"))
         for i, sentence in enumerate(split_sentences(p.text)):
-            toks = set(tokenize(sentence))
-            # heading words help, but a sentence must itself carry part of the question
-            own = coverage(terms, toks, idf)
-            with_heading = coverage(terms, toks | heading_terms, idf)
-            out.append(Evidence(p.marker, i, sentence, own if own == 0 else (3 * own + with_heading) / 4))
+            score = _score(terms, set(tokenize(sentence)), heading_terms, idf)
+            content = content_of(sentence)
+            if content == sentence:
+                content_score = score
+            else:
+                content_score = _score(terms, set(tokenize(content)), heading_terms, idf) if content else 0.0
+            out.append(Evidence(p.marker, i, sentence, score, content, content_score))
     out.sort(key=lambda e: (-e.coverage, e.marker, e.position))
     return out
 
@@ -149,17 +165,25 @@ def best_quote(
 
     A question is no answer: a rhetorical one ("Bent u het niet eens met de aanslag?") is
     quoted together with the sentence after it in its passage ("Dan kunt u bezwaar maken."),
-    and skipped when ``passages`` has no such sentence."""
+    and skipped when ``passages`` has no such sentence. Letter and page furniture is cut off a
+    sentence first; a sentence that is only that is never quoted."""
     sentences = {p.marker: split_sentences(p.text) for p in passages}
+    for e in evidence:  # a question about a letter's head or signature: the field, not the block
+        if e.coverage < min_coverage:
+            break
+        if field := letter_field(question, e.text):
+            return replace(e, text=field)
     for e in evidence:
         if e.coverage < min_coverage:
             return None
-        text = e.text
+        if e.content is None or e.content_coverage < min_coverage:
+            continue  # letter head, signature, page furniture: never an answer by itself
+        text = e.content
         if text.rstrip().endswith("?"):
             following = sentences.get(e.marker, [])[e.position + 1 : e.position + 2]
             if not following or following[0].rstrip().endswith("?"):
                 continue
             text = f"{text.rstrip()} {following[0]}"
-        if answers_kind(text, kind) and len(text) >= 20:
+        if answers_kind(text, kind) and len(text) >= 20 and novel_terms(text, question):
             return replace(e, text=text)
     return None

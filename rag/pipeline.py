@@ -14,10 +14,9 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
-from .attribute import Attribution, attribute
-from .evidence import answers_kind, best_quote, expected_kind, focus, rank_evidence
+from .checks import CheckedQuestion, Draft, Refuse, build_checks, run_checks
+from .evidence import best_quote, expected_kind, focus, rank_evidence
 from .guard import check_question
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
@@ -26,7 +25,6 @@ from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
 from .text.idf import IdfFn, uniform_idf
-from .text.markers import strip_markers
 from .text.sentences import split_sentences
 from .types import Hit, Passage
 
@@ -111,17 +109,6 @@ def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> 
     return out or text[: room * 3]
 
 
-def is_refusal(text: str, refusal: str) -> bool:
-    """Did the model give the standard refusal (or something close to it)?"""
-    a = " ".join(_WORDS.findall(strip_markers(text).lower()))
-    b = " ".join(_WORDS.findall(refusal.lower()))
-    if not a:
-        return True
-    if b in a:
-        return True
-    return SequenceMatcher(None, a[: len(b) + 20], b).ratio() >= 0.8
-
-
 _EARLIER = " (Eerdere vraag: "
 
 
@@ -140,14 +127,6 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
-def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
-    """True when the answer repeats n consecutive words of the confidential system prompt."""
-    sys_words = _WORDS.findall(system_prompt.lower())
-    grams = {" ".join(sys_words[i : i + n]) for i in range(len(sys_words) - n + 1)}
-    words = _WORDS.findall(text.lower())
-    return any(" ".join(words[i : i + n]) in grams for i in range(len(words) - n + 1))
-
-
 def to_citation(marker: int, hit: Hit) -> Citation:
     return Citation(
         marker=marker,
@@ -159,6 +138,9 @@ def to_citation(marker: int, hit: Hit) -> Citation:
         snippet=hit.text,
         score=round(float(hit.dense_score if hit.dense_score is not None else hit.score), 4),
         chunk_id=hit.chunk_id,
+        doc_type=hit.doc_type,
+        date=hit.date,
+        year=hit.year,
     )
 
 
@@ -177,6 +159,7 @@ class Pipeline:
         self.retriever = retriever
         self.llm = llm
         self.prompts = prompts or PromptSet(settings.prompts_dir)
+        self.checks = build_checks(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -325,29 +308,24 @@ class Pipeline:
         return bm25.idf() if bm25 is not None and len(bm25) else uniform_idf
 
     def finish(self, raw: str, ctx: Context, done: Callable[..., DoneEvent]) -> DoneEvent:
-        """Turn the model's raw text into the final answer: refusal, leak and language
-        checks, then citation validation and attribution. Where the model's answer is not
-        usable but a passage sentence clearly answers the question, that sentence is
-        quoted instead (``quote_min_coverage``)."""
+        """Turn the model's raw text into the final answer: the answer checks in order
+        (rag/checks.py: prompt leak, refusal, language, attribution, answer kind). Where a check
+        refuses the model's answer but a passage sentence clearly answers the question, that
+        sentence is quoted instead (``quote_min_coverage``)."""
         refusal = self.prompts.refusal
-        if leaks_prompt(raw, self.prompts.system().replace(refusal, " ")):
-            return done(refusal, True, [], "injection")
-        if is_refusal(raw, refusal):
-            return self.quote(ctx, done, reason="model_declined") or done(refusal, True, [], "model_declined")
-        if detect_language(raw) not in ("nl", None):
-            raw = self.translate(raw, ctx)
-            if detect_language(raw) not in ("nl", None):
-                return self.quote(ctx, done, reason="not_dutch") or done(refusal, True, [], "not_dutch")
-        att: Attribution = attribute(raw, ctx.passages, threshold=self.settings.attribution_threshold)
-        if not att.supported:
-            return self.quote(ctx, done, reason="unsupported") or done(refusal, True, [], "unsupported")
-        kind = expected_kind(primary_question(ctx.question))
-        if not answers_kind(strip_markers(att.text), kind):
-            # the question asks for a number, amount or date and the answer has none: it does
-            # not answer the question; quote the passage sentence that does, or refuse
-            quoted = self.quote(ctx, done, reason=f"missing_{kind}", kind=kind)
-            return quoted or done(refusal, True, [], f"missing_{kind}")
-        return done(att.text, False, self.citations(ctx, att.cited_markers))
+        question = CheckedQuestion(
+            question=primary_question(ctx.question),
+            passages=ctx.passages,
+            refusal=refusal,
+            system_prompt=self.prompts.system(),
+            translate=lambda text: self.translate(text, ctx),
+        )
+        outcome = run_checks(self.checks, Draft(raw), question)
+        if isinstance(outcome, Refuse):
+            reason = outcome.reason.value
+            quoted = self.quote(ctx, done, reason=reason) if outcome.quotable else None
+            return quoted or done(refusal, True, [], reason)
+        return done(outcome.text, False, self.citations(ctx, outcome.cited([p.marker for p in ctx.passages])))
 
     def citations(self, ctx: Context, markers: Sequence[int]) -> list[Citation]:
         by_marker = {p.marker: h for p, h in zip(ctx.passages, ctx.hits)}

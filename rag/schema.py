@@ -26,6 +26,9 @@ class Citation(BaseModel):
     snippet: str = Field(description="The cited passage (or its relevant part)")
     score: float = Field(0.0, description="Retrieval score of the passage")
     chunk_id: int | None = None
+    doc_type: str | None = Field(None, description="Document type: begroting, jaarstukken, raadsbrief, …")
+    date: str | None = Field(None, description="Document date (ISO), where known")
+    year: int | None = Field(None, description="The year the document is about (a budget's year), where known")
 
 
 class Timings(BaseModel):
@@ -55,7 +58,8 @@ class Answer(BaseModel):
     refusal_reason: str | None = Field(
         None,
         description="no_relevant_passages | model_declined | unsupported | not_dutch | injection | "
-        "missing_number | missing_amount | missing_date (the answer lacked what the question asks for)",
+        "missing_number | missing_amount | missing_date (the answer lacked what the question asks for) | "
+        "restates_question (the answer added nothing to the question's own words)",
     )
     language: str | None = None
     quoted: bool = Field(
@@ -65,7 +69,7 @@ class Answer(BaseModel):
     quote_reason: str | None = Field(
         None,
         description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
-        "missing_number | missing_amount | missing_date",
+        "missing_number | missing_amount | missing_date | restates_question",
     )
     index_generation: str | None = Field(
         None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"

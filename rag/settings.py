@@ -66,6 +66,17 @@ OTHER_ENV_VARS = frozenset(
 )
 
 
+AnswerCheckName = Literal["prompt_leak", "model_declined", "language", "attribution", "answer_kind", "restatement"]
+DEFAULT_ANSWER_CHECKS: tuple[AnswerCheckName, ...] = (
+    "prompt_leak",
+    "model_declined",
+    "language",
+    "attribution",
+    "answer_kind",
+    "restatement",
+)
+
+
 class SettingsFileError(ValueError):
     """The settings file has a key that no settings class reads."""
 
@@ -315,6 +326,9 @@ class Settings(VraagbaakSettings):
     # (calibrated on the gold set, see eval/ and the README)
     refusal_min_score: float = 0.30
     attribution_threshold: float = 0.5  # share of a sentence's content words in its passage
+    # the checks the model's answer must pass, in this order (rag/checks.py); leaving one out is
+    # how the eval's ablations measure it. JSON in the environment: '["prompt_leak", ...]'
+    answer_checks: list[AnswerCheckName] = list(DEFAULT_ANSWER_CHECKS)
     # context compression (rag/evidence.py): give the model only the N sentences of each
     # passage that cover the question best; 0 = whole passages. Demo gold set, 92 questions:
     # 2 sentences raised key-fact recall 0.535 -> 0.611 and cut false refusals 0.236 -> 0.139

@@ -131,3 +131,33 @@ def test_threshold_is_respected():
     text = "Kansrijke Start helpt gezinnen met jonge kinderen enorm goed vooruit."
     assert attribute(text, P, threshold=0.2).supported
     assert not attribute(text, P, threshold=0.8).supported
+
+
+def test_a_dropped_or_added_negation_or_a_changed_modality_is_not_supported():
+    passages = [
+        Passage(
+            1,
+            "Een aanvraag kan niet meer worden ingediend na 1 mei. U kunt bezwaar maken binnen zes weken. "
+            "De gemeente vergoedt de kosten van de cursus, maar niet de reiskosten.",
+            "Subsidie",
+            "Aanvragen",
+        )
+    ]
+    for wrong in (
+        "Een aanvraag kan worden ingediend na 1 mei [1].",  # the "niet" dropped
+        "U moet bezwaar maken binnen zes weken [1].",  # "kunt" became "moet"
+        "De gemeente vergoedt de kosten van de cursus niet [1].",  # a negation added
+    ):
+        att = attribute(wrong, passages)
+        assert not att.supported and att.dropped[0].reason, wrong
+    for right in (
+        "Na 1 mei kan een aanvraag niet meer worden ingediend [1].",
+        "U kunt binnen zes weken bezwaar maken [1].",
+        "De gemeente vergoedt de kosten van de cursus [1].",  # the negated phrase (reiskosten) not restated
+    ):
+        assert attribute(right, passages).supported, right
+
+
+def test_a_negation_inside_a_name_negates_nothing():
+    passages = [Passage(1, "Voor leerlingen zonder school is er het programma GOTU (Geen Onderwijs Toch Uitdaging).")]
+    assert attribute("GOTU is een programma voor leerlingen zonder school [1].", passages).supported

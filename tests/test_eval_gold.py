@@ -119,3 +119,39 @@ def test_faq_ci_subset_is_consistent():
     files = faq_page_files()
     assert len(items) == 40 and len(pages) == 60 and all(p in files for p in pages)
     assert {i.gold_docs[0] for i in items} <= set(pages)
+
+
+def test_the_test_splits_are_frozen():
+    """eval/gold/splits.json holds the test ids of each gold file; the hash rule gives the same
+    ones, and about a third of each set is test (tuning happens on the rest)."""
+    from eval.datasets import load_dataset, load_demo
+    from eval.splits import frozen_test_ids, split_of
+
+    frozen = frozen_test_ids()
+    for name, items in (("demo", load_demo()), ("faq", load_dataset("faq"))):
+        test = sorted(i.id for i in items if split_of(i.id) == "test")
+        assert test == frozen[name], f"{name}: the split of a question changed; splits are frozen"
+        assert 0.25 < len(test) / len(items) < 0.42
+
+
+def test_summaries_report_each_split():
+    from eval.run import summarise
+    from eval.splits import split_of
+
+    rows = [{"id": f"q{i:03d}", "type": "answerable", "metrics": {"key_fact_recall": float(i % 2)}} for i in range(30)]
+    by_split = summarise(rows)["by_split"]
+    assert set(by_split) == {"tune", "test"}
+    test_rows = [r for r in rows if split_of(r["id"]) == "test"]
+    assert by_split["test"]["n"] == len(test_rows)
+    assert by_split["test"]["key_fact_recall"] == sum(r["metrics"]["key_fact_recall"] for r in test_rows) / len(
+        test_rows
+    )
+
+
+def test_a_run_can_be_limited_to_one_split():
+    from eval.run import RunConfig, select_items
+    from eval.splits import split_of
+
+    tune = select_items(RunConfig(dataset="demo", split="tune"))
+    assert tune and all(split_of(i.id) == "tune" for i in tune)
+    assert len(tune) + len(select_items(RunConfig(dataset="demo", split="test"))) == 92

@@ -159,3 +159,28 @@ def test_budget_as_a_subject_is_not_an_amount_question():
     assert expected_kind("Wat is het totale budget van programma 4?") == "amount"
     assert expected_kind("What is the hourly rate for household help?") == "amount"
     assert expected_kind("Hoeveel eigen bijdrage betalen vluchtelingen?") == "amount"
+
+
+def test_evidence_ranking_is_the_same_in_every_process():
+    """Coverage is a float sum over a set of words; summed in set order it differed in the last
+    bits between processes (hash seeds), which could reorder sentences of equal coverage."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from rag.evidence import rank_evidence\n"
+        "from rag.types import Passage\n"
+        "idf = {'nachtopvang': 0.1, 'hereweg': 0.7, 'plek': 0.2, 'extra': 0.3, 'krijgt': 0.6, 'hoeveel': 0.11,"
+        " 'groning': 0.13}\n"
+        "ps = [Passage(1, 'De Hereweg krijgt plekken in Groningen. De nachtopvang krijgt extra plekken. Extra Hereweg.')]\n"
+        "q = 'Hoeveel extra plekken krijgt de nachtopvang aan de Hereweg in Groningen?'\n"
+        "print([(e.position, e.coverage.hex()) for e in rank_evidence(q, ps, lambda t: idf.get(t, 0.45))])\n"
+    )
+    outs = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        outs.add(
+            subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+        )
+    assert len(outs) == 1, outs

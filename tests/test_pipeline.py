@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.pipeline import Pipeline, is_refusal, is_rewrite, leaks_prompt
+from rag.checks import is_refusal, leaks_prompt
+from rag.pipeline import Pipeline, is_rewrite
 from rag.prompts import PromptError, PromptSet
 from rag.retrieve import Filters, Retriever
 from rag.schema import DoneEvent, SourcesEvent, TokenEvent, Turn
@@ -213,3 +214,11 @@ def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_
     prompt = llm.calls[-1][-1]["content"]
     assert "Was dat unaniem?" in prompt and "60 extra plekken" in prompt  # the earlier question found the passage
     assert not is_rewrite("Was dat unaniem?", "Was dat unaniem?")
+
+
+def test_citations_show_document_type_and_year(pipeline_factory):
+    p, _ = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    a = p.ask("Hoeveel extra plekken krijgt de nachtopvang aan de Hereweg?")
+    known = {"docs/begroting-2023-zorg": ("begroting", 2023), "docs/raadsbrief-2022-opvang": ("raadsbrief", 2022)}
+    assert a.citations, a
+    assert all((c.doc_type, c.year) == known[c.doc_id] for c in a.citations)

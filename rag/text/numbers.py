@@ -1,13 +1,9 @@
 """Numbers in text: digits, number words and scaled amounts, normalised for comparison.
 
-Two lists of number words live here side by side. They differ, and stay apart because
-unifying them would change answers (which sentences attribution keeps, which sentences
-count as answering a how-many question):
-
-* ``NUMBER_WORDS`` (used by :func:`numbers_in`, hence by attribution): every word of
-  ``CARDINALS`` except those in ``NOT_COUNTED_IN_NUMBERS``, i.e. without "een";
-* ``COUNT_WORDS`` (used through ``COUNT_WORD`` by ``rag.evidence.answers_kind``): a shorter
-  list of Dutch cardinals that *does* include "een", plus ``QUANTITY_WORDS``.
+One list of number words (``NUMBER_WORDS``: the cardinals without the article "een") serves
+both attribution (:func:`numbers_in`: which numbers a sentence claims) and the answer-kind
+check (``COUNT_WORD``: does a sentence give a count, for a how-many question), which also
+accepts the accented numeral "één" and words of quantity ("helft", "procent", "miljoen").
 """
 
 from __future__ import annotations
@@ -52,12 +48,10 @@ NOT_COUNTED_IN_NUMBERS = frozenset({"een"})
 NUMBER_WORDS: dict[str, str] = {w: v for w, v in CARDINALS.items() if w not in NOT_COUNTED_IN_NUMBERS}
 
 # Words that show a sentence gives a count, for "does this sentence answer a how-many
-# question": Dutch cardinals up to twelve and a few round ones, *with* "een" (unlike
-# NUMBER_WORDS), and words of quantity that are no number of their own.
-COUNT_WORDS = frozenset(
-    {"een", "twee", "drie", "vier", "vijf", "zes", "zeven", "acht", "negen", "tien", "elf", "twaalf",
-     "twintig", "dertig", "honderd", "duizend"}
-)  # fmt: skip
+# question": the same number words, the numeral "één" (accented: not the article "een", which
+# made "een deel van de gezinnen" an answer to "hoeveel gezinnen"), and words of quantity that
+# are no number of their own.
+COUNT_WORDS = frozenset(NUMBER_WORDS) | {"één"}
 QUANTITY_WORDS = frozenset({"miljoen", "miljard", "verdubbeld", "gehalveerd", "helft", "procent"})
 COUNT_WORD = re.compile(r"\b(" + "|".join(sorted(COUNT_WORDS | QUANTITY_WORDS)) + r")\b", re.IGNORECASE)
 

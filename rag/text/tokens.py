@@ -22,6 +22,34 @@ def dutch_stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_DUTCH)
 
 
+# words that point at a term instead of saying something about it ("de zgn. zelfmelders")
+_FILLER = frozenset(
+    {
+        "zgn",
+        "zogenaamd",
+        "zogenaamde",
+        "genoemd",
+        "genoemde",
+        "bovengenoemd",
+        "bovengenoemde",
+        "betreffend",
+        "betreffende",
+        "desbetreffend",
+        "desbetreffende",
+        "aldus",
+    }
+)
+
+
+def novel_terms(text: str, question: str) -> list[str]:
+    """The content words (stems) of ``text`` that the question does not already hold: what an
+    answer adds. An answer with none only restates the question ("Het college heeft de brief
+    ondertekend", asked who signed it)."""
+    asked = set(tokenize(question))
+    filler = set(_stemmer().stemWords(list(_FILLER)))
+    return [t for t in dict.fromkeys(tokenize(text)) if t not in asked and t not in filler]
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed."""
     stop = dutch_stopwords()

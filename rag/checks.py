@@ -1,0 +1,239 @@
+"""Answer checks: what the model's raw text must pass before it is shown as an answer.
+
+Each check is a small component with a typed ``run(draft, question) -> Verdict``:
+
+* ``Keep()`` — the draft passes as it is;
+* ``Replace(text, markers)`` — the draft continues as this text (a translation, the attributed
+  text with its cited markers);
+* ``Refuse(reason)`` — the draft is not an answer; ``quotable`` says whether a literal passage
+  sentence may stand in for it (``Pipeline.quote``), else the standard refusal is given.
+
+``run_checks`` runs them in order and stops at the first refusal. Which checks run, and in which
+order, is the setting ``answer_checks`` (names of :data:`CHECKS`); the eval's ablations run the
+same list minus one. Everything a check needs about the question (its passages, its expected
+answer kind, the IDF of the index) is computed once, on the :class:`CheckedQuestion`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from enum import StrEnum
+from functools import cached_property
+from typing import Protocol
+
+from .attribute import attribute
+from .evidence import answers_kind, expected_kind
+from .language import detect_language
+from .text.markers import markers_in, strip_markers
+from .text.tokens import novel_terms
+from .types import Passage
+
+_WORDS = re.compile(r"\w+", re.UNICODE)
+
+
+class RefusalReason(StrEnum):
+    """Why an answer was refused (``Answer.refusal_reason``) or replaced by a quote."""
+
+    NO_RELEVANT_PASSAGES = "no_relevant_passages"
+    INJECTION = "injection"
+    MODEL_DECLINED = "model_declined"
+    NOT_DUTCH = "not_dutch"
+    UNSUPPORTED = "unsupported"
+    MISSING_NUMBER = "missing_number"
+    MISSING_AMOUNT = "missing_amount"
+    MISSING_DATE = "missing_date"
+    RESTATES_QUESTION = "restates_question"
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+@dataclass
+class Draft:
+    """The answer on its way through the checks. ``markers`` are the cited passage markers once
+    a check has decided them (attribution); ``None`` means: as written in the text."""
+
+    text: str
+    markers: list[int] | None = None
+
+    def cited(self, known: Sequence[int]) -> list[int]:
+        """The markers this answer cites, in order, restricted to the passages it was given."""
+        if self.markers is not None:
+            return list(self.markers)
+        return [m for m in dict.fromkeys(markers_in(self.text)) if m in set(known)]
+
+
+@dataclass(frozen=True)
+class Keep:
+    pass
+
+
+@dataclass(frozen=True)
+class Replace:
+    text: str
+    markers: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class Refuse:
+    reason: RefusalReason
+    quotable: bool = True
+
+
+Verdict = Keep | Replace | Refuse
+
+
+@dataclass
+class CheckedQuestion:
+    """What the checks know about the question being answered (computed once per question)."""
+
+    question: str  # the question itself (a follow-up without the earlier question it carries)
+    passages: list[Passage]
+    refusal: str  # the standard refusal sentence
+    system_prompt: str
+    translate: Callable[[str], str] = field(repr=False, default=lambda text: text)
+
+    @cached_property
+    def expected_kind(self) -> str | None:
+        return expected_kind(self.question)
+
+
+class AnswerCheck(Protocol):
+    name: str
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict: ...
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def is_refusal(text: str, refusal: str) -> bool:
+    """Did the model give the standard refusal (or something close to it)?"""
+    a = " ".join(_WORDS.findall(strip_markers(text).lower()))
+    b = " ".join(_WORDS.findall(refusal.lower()))
+    if not a:
+        return True
+    if b in a:
+        return True
+    return SequenceMatcher(None, a[: len(b) + 20], b).ratio() >= 0.8
+
+
+def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
+    """True when the answer repeats n consecutive words of the confidential system prompt."""
+    sys_words = _WORDS.findall(system_prompt.lower())
+    grams = {" ".join(sys_words[i : i + n]) for i in range(len(sys_words) - n + 1)}
+    words = _WORDS.findall(text.lower())
+    return any(" ".join(words[i : i + n]) in grams for i in range(len(words) - n + 1))
+
+
+@dataclass
+class PromptLeakCheck:
+    """An answer that repeats the confidential system prompt is refused, never quoted around
+    (the refusal sentence itself, which the prompt contains, does not count)."""
+
+    name: str = "prompt_leak"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if leaks_prompt(draft.text, q.system_prompt.replace(q.refusal, " ")):
+            return Refuse(RefusalReason.INJECTION, quotable=False)
+        return Keep()
+
+
+@dataclass
+class DeclinedCheck:
+    """The model gave the standard refusal (or nothing)."""
+
+    name: str = "model_declined"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        return Refuse(RefusalReason.MODEL_DECLINED) if is_refusal(draft.text, q.refusal) else Keep()
+
+
+@dataclass
+class LanguageCheck:
+    """An answer in another language gets one retry in Dutch (``q.translate``)."""
+
+    name: str = "language"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if detect_language(draft.text) in ("nl", None):
+            return Keep()
+        text = q.translate(draft.text)
+        if detect_language(text) in ("nl", None):
+            return Replace(text, draft.markers)
+        return Refuse(RefusalReason.NOT_DUTCH)
+
+
+@dataclass
+class AttributionCheck:
+    """Every answer sentence checked against the passages (rag/attribute.py): markers validated,
+    missing ones added, unsupported sentences dropped; nothing supported left: refused."""
+
+    threshold: float = 0.5
+    name: str = "attribution"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        att = attribute(draft.text, q.passages, threshold=self.threshold)
+        if not att.supported:
+            return Refuse(RefusalReason.UNSUPPORTED)
+        return Replace(att.text, list(att.cited_markers))
+
+
+@dataclass
+class AnswerKindCheck:
+    """The question asks for a number, an amount or a date and the answer holds none: it does not
+    answer the question."""
+
+    name: str = "answer_kind"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        kind = q.expected_kind
+        if answers_kind(strip_markers(draft.text), kind):
+            return Keep()
+        return Refuse(RefusalReason(f"missing_{kind}"))
+
+
+@dataclass
+class RestatementCheck:
+    """An answer that adds no content word to the question's own ("Het college heeft de brief
+    ondertekend", asked who signed it; "De zgn. 'zelfmelders'", asked who they are) answers
+    nothing, however well its words are sourced."""
+
+    name: str = "restatement"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if novel_terms(strip_markers(draft.text), q.question):
+            return Keep()
+        return Refuse(RefusalReason.RESTATES_QUESTION)
+
+
+# name -> factory(settings); the order of ``settings.answer_checks`` is the order they run in
+CHECKS: dict[str, Callable[..., AnswerCheck]] = {
+    "prompt_leak": lambda s: PromptLeakCheck(),
+    "model_declined": lambda s: DeclinedCheck(),
+    "language": lambda s: LanguageCheck(),
+    "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
+    "answer_kind": lambda s: AnswerKindCheck(),
+    "restatement": lambda s: RestatementCheck(),
+}
+
+
+def build_checks(settings) -> list[AnswerCheck]:
+    unknown = [n for n in settings.answer_checks if n not in CHECKS]
+    if unknown:
+        raise ValueError(f"answer_checks: unknown check(s) {unknown}; known: {', '.join(CHECKS)}")
+    return [CHECKS[name](settings) for name in settings.answer_checks]
+
+
+def run_checks(checks: Sequence[AnswerCheck], draft: Draft, q: CheckedQuestion) -> Draft | Refuse:
+    """Run ``checks`` in order: the draft they leave, or the first refusal."""
+    for check in checks:
+        verdict = check.run(draft, q)
+        if isinstance(verdict, Refuse):
+            return verdict
+        if isinstance(verdict, Replace):
+            draft = Draft(verdict.text, verdict.markers)
+    return draft
