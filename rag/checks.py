@@ -63,7 +63,8 @@ class Draft:
         """The markers this answer cites, in order, restricted to the passages it was given."""
         if self.markers is not None:
             return list(self.markers)
-        return [m for m in dict.fromkeys(markers_in(self.text)) if m in set(known)]
+        given = set(known)
+        return [m for m in dict.fromkeys(markers_in(self.text)) if m in given]
 
 
 @dataclass(frozen=True)

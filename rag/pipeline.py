@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .checks import CheckedQuestion, Draft, Refuse, build_checks, run_checks
-from .evidence import best_quote, expected_kind, focus, rank_evidence
+from .evidence import Evidence, best_quote, expected_kind, focus, rank_evidence
 from .guard import check_question
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
@@ -45,6 +45,8 @@ class Context:
     passages: list[Passage]
     messages: list[dict[str, str]]
     question: str = ""
+    # the passages' sentences ranked against the question, once per question (focus and quote)
+    evidence: list[Evidence] | None = None
 
 
 def build_context(
@@ -96,6 +98,7 @@ def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: i
         passages=ctx.passages,
         messages=chat_messages(prompts, shown, ctx.question),
         question=ctx.question,
+        evidence=evidence,
     )
 
 
@@ -323,7 +326,7 @@ class Pipeline:
         outcome = run_checks(self.checks, Draft(raw), question)
         if isinstance(outcome, Refuse):
             reason = outcome.reason.value
-            quoted = self.quote(ctx, done, reason=reason) if outcome.quotable else None
+            quoted = self.quote(ctx, done, reason=reason, kind=question.expected_kind) if outcome.quotable else None
             return quoted or done(refusal, True, [], reason)
         return done(outcome.text, False, self.citations(ctx, outcome.cited([p.marker for p in ctx.passages])))
 
@@ -339,7 +342,7 @@ class Pipeline:
         if self.settings.quote_min_coverage <= 0:
             return None
         kind = kind or expected_kind(primary_question(ctx.question))
-        evidence = rank_evidence(ctx.question, ctx.passages, self.idf())
+        evidence = ctx.evidence if ctx.evidence is not None else rank_evidence(ctx.question, ctx.passages, self.idf())
         best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind, ctx.passages)
         if best is None:
             return None

@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, Field, SecretBytes, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
@@ -67,14 +67,8 @@ OTHER_ENV_VARS = frozenset(
 
 
 AnswerCheckName = Literal["prompt_leak", "model_declined", "language", "attribution", "answer_kind", "restatement"]
-DEFAULT_ANSWER_CHECKS: tuple[AnswerCheckName, ...] = (
-    "prompt_leak",
-    "model_declined",
-    "language",
-    "attribution",
-    "answer_kind",
-    "restatement",
-)
+# all of them, in the order of the Literal: the default order
+DEFAULT_ANSWER_CHECKS: tuple[AnswerCheckName, ...] = get_args(AnswerCheckName)
 
 
 class SettingsFileError(ValueError):

@@ -45,9 +45,13 @@ def novel_terms(text: str, question: str) -> list[str]:
     """The content words (stems) of ``text`` that the question does not already hold: what an
     answer adds. An answer with none only restates the question ("Het college heeft de brief
     ondertekend", asked who signed it)."""
-    asked = set(tokenize(question))
-    filler = set(_stemmer().stemWords(list(_FILLER)))
-    return [t for t in dict.fromkeys(tokenize(text)) if t not in asked and t not in filler]
+    asked = set(tokenize(question)) | _filler_stems()
+    return [t for t in dict.fromkeys(tokenize(text)) if t not in asked]
+
+
+@lru_cache(maxsize=1)
+def _filler_stems() -> frozenset[str]:
+    return frozenset(_stemmer().stemWords(list(_FILLER)))
 
 
 def tokenize(text: str) -> list[str]:
