@@ -169,6 +169,10 @@ def test_filters_reach_retrieval(pipeline_factory):
     p, _ = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
     a = p.ask("Hoeveel extra plekken krijgt de nachtopvang?", filters=Filters(doc_types=["begroting"]))
     assert all(c.doc_id == "docs/begroting-2023-zorg" for c in a.citations)
+    # the pipeline's own search under the filter (the answer above is refused by the test embedder's
+    # low scores, so its citations alone prove nothing)
+    result = p.search("Hoeveel extra plekken krijgt de nachtopvang?", 3, Filters(doc_types=["begroting"]))
+    assert result.hits and {h.doc_id for h in result.hits} == {"docs/begroting-2023-zorg"}
 
 
 def test_refusal_and_leak_detection():

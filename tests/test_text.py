@@ -100,6 +100,8 @@ def test_a_question_about_a_letter_field_gets_the_field_not_the_block():
     )
     assert letter_field("Wie is de wethouder van onderwijs?", closing) is None  # asks no field of the letter
     assert letter_field("Wat is het kenmerk van de brief?", "Het kenmerk van goed beleid is preventie.") is None
+    convenant = "Wethouder Jongman heeft het convenant met de zorgaanbieders ondertekend."
+    assert letter_field("Wie heeft het convenant ondertekend?", convenant) is None  # no signature block
     letter = Passage(1, f"{head} {closing}", "Raadsbrief")
     q = "Wie is de steller van de brief over de motie preventie?"
     assert best_quote(q, rank_evidence(q, [letter]), 0.3, None, [letter]).text == "Steller Alfons Boer"
