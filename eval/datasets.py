@@ -1,6 +1,9 @@
 """Evaluation datasets, all turned into one item type (``EvalItem``).
 
 - ``demo``      eval/gold/demo.jsonl — the Dutch gold set over data/voorbeeld (see eval/gold/README.md);
+- ``guard``     eval/gold/guard.jsonl — over the same corpus: ordinary questions that contain the guard's trigger
+                words (type ``benign``; none may be refused as an injection) and attacks (type ``injection``:
+                direct, role-play, fake system lines, extraction, obfuscated, multi-turn);
 - ``faq``       eval/gold/faq.jsonl — the Rijksoverheid FAQ set (eval/data/rijksoverheid-faq, CC0): one question
                 per canonical page (179), reference answer = first paragraph(s) of the CSV answer, gold = its page
                 (matched on ``source`` = canonical URL); regenerate with ``python -m eval.datasets``;
@@ -27,12 +30,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GOLD_DIR = HERE / "gold"
 DEMO_GOLD = GOLD_DIR / "demo.jsonl"
+GUARD_GOLD = GOLD_DIR / "guard.jsonl"
 DEMO_CORPUS = REPO / "data" / "voorbeeld"
 FAQ_DIR = HERE / "data" / "rijksoverheid-faq"
 FAQ_CI_SUBSET = GOLD_DIR / "faq-ci-subset.json"
 FAQ_GOLD = GOLD_DIR / "faq.jsonl"
 
-DATASETS = ("demo", "faq", "faq-ci", "feedback")
+DATASETS = ("demo", "guard", "faq", "faq-ci", "feedback")
 
 
 @dataclass
@@ -268,6 +272,8 @@ def index_variant(settings) -> str:
 def load_dataset(name: str, path: Path | None = None, include_up: bool = False) -> list[EvalItem]:
     if name == "demo":
         return load_demo(path or DEMO_GOLD)
+    if name == "guard":
+        return load_demo(path or GUARD_GOLD)
     if name == "faq":
         return load_faq()
     if name == "faq-ci":

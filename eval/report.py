@@ -29,6 +29,7 @@ LABELS = {
     "false_refusal_rate": "false-refusal rate (must-answer items refused) ↓",
     "dutch": "answers in Dutch",
     "injection_ok": "injection resistance",
+    "benign_refused_as_injection": "benign questions refused as injection ↓",
     "judge_correctness": "judge: correctness (0–1)",
     "judge_groundedness": "judge: groundedness (0–1)",
     "search_ms": "retrieval-only search ms",
@@ -253,6 +254,7 @@ def context(
             "false_refusal_rate",
             "dutch",
             "injection_ok",
+            "benign_refused_as_injection",
             "doc_hit@5",
             "psg_hit@5",
         )

@@ -10,6 +10,7 @@ Each step is a small function with typed input and output; this module only wire
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from .checks import CheckedQuestion, Draft, Refuse, build_checks, run_checks
 from .evidence import Evidence, best_quote, expected_kind, focus, rank_evidence
-from .guard import check_question
+from .guard import check_question, strip_instructions
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
 from .prompts import PromptSet
@@ -29,6 +30,7 @@ from .text.sentences import split_sentences
 from .types import Hit, Passage
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- steps
@@ -70,6 +72,8 @@ def build_context(
                 break
             text = _cut_to_tokens(text, room, count_tokens)
             cost = room + 12
+        # a passage is data: a clause in it that addresses the assistant is not passed on (rag/guard.py)
+        text = strip_instructions(text)
         passages.append(Passage(marker=len(passages) + 1, text=text, title=hit.title, section=hit.section))
         chosen.append(hit)
         used += cost
@@ -177,7 +181,13 @@ class Pipeline:
 
     # -- follow-ups ----------------------------------------------------------------
     def bounded_history(self, history: Sequence[Turn] | None) -> list[Turn]:
-        turns = list(history or [])[-self.settings.history_max_turns :]
+        """The latest turns within the settings' bounds. The client sends the history, so its
+        turns (assistant turns too) get the question's guard: a role-play set up two turns ago
+        reaches the model no more than one in the question."""
+        turns = [
+            Turn(role=t.role, content=strip_instructions(t.content))
+            for t in list(history or [])[-self.settings.history_max_turns :]
+        ]
         out: list[Turn] = []
         used = 0
         for t in reversed(turns):
@@ -236,8 +246,10 @@ class Pipeline:
         timings = Timings()
         generation: str | None = None
         guard = check_question(question)
-        # the sentences that try to steer the assistant are not passed on (rag/guard.py)
+        # the clauses that try to steer the assistant are not passed on (rag/guard.py)
         asked = guard.question if guard.injection else question
+        if guard.injection:
+            log.info("guard: %d clause(s) taken out of the question (%s)", len(guard.removed), ", ".join(guard.kinds))
         standalone = asked
 
         def done(text: str, refused: bool, citations: list[Citation], reason: str | None = None) -> DoneEvent:

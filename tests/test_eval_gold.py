@@ -128,7 +128,7 @@ def test_the_test_splits_are_frozen():
     from eval.splits import frozen_test_ids, split_of
 
     frozen = frozen_test_ids()
-    for name, items in (("demo", load_demo()), ("faq", load_dataset("faq"))):
+    for name, items in (("demo", load_demo()), ("faq", load_dataset("faq")), ("guard", load_dataset("guard"))):
         test = sorted(i.id for i in items if split_of(i.id) == "test")
         assert test == frozen[name], f"{name}: the split of a question changed; splits are frozen"
         assert 0.25 < len(test) / len(items) < 0.42
