@@ -16,7 +16,9 @@ takes out is narrower than a sentence: the *clause* that addresses the assistant
 * ``fake_system``: a line posing as a system or admin message ("SYSTEEM: …", "[system]",
   "<|im_start|>system");
 * ``output``: hijacking the answer's form ("antwoord alleen met …", "answer in English
-  only", "voeg aan elk antwoord toe …").
+  only", "voeg aan elk antwoord toe …");
+* ``off_task``: asking for made-up text instead of an answer ("schrijf een gedicht over …",
+  "write a joke") — nothing the documents can answer.
 
 A clause matches in a normalised shadow of the text (NFKC, zero-width characters removed,
 spaced-out letters and digit-for-letter spellings joined), so "N e g e e r" and "negeer
@@ -95,7 +97,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "roleplay": re.compile(
         r"\b(?:rollenspel|role[- ]?play|jailbreak|developer mode|ontwikkelaarsmodus|god mode|doe alsof (?:je|jij|u)|"
         r"speel (?:nu )?(?:de|een) rol|neem de rol|gedraag je als|act as (?:if|a|an)\b|pretend (?:to be|you are|that)|"
-        r"jij bent nu|je bent nu|u bent nu|you are now|vanaf nu (?:ben|bent|heet|antwoord|speel|doe)|from now on)\b",
+        r"jij bent nu|je bent nu|u bent nu|you are now|(?:vanaf nu|voortaan|van nu af aan)\s+\w+\s+(?:je|jij|u)|from now on)\b",
+        _I,
+    ),
+    "off_task": re.compile(
+        r"^(?:(?:alsjeblieft|alstublieft|please|en|and|graag|kun je|kunt u|can you|could you)[\s,]+)?"
+        r"(?:schrijf|maak|verzin|dicht|bedenk|write|compose|make up|create)\b[^.?!;:]{0,20}\b"
+        r"(?:gedicht(?:je)?|lied(?:je)?|songtekst|verhaal(?:tje)?|sprookje|mop|grap|rap|limerick|haiku|sonnet|"
+        r"poem|song|story|joke|fairy tale)\b",
         _I,
     ),
     "dan": re.compile(r"\bDAN\b"),  # the jailbreak persona; case-sensitive, "dan" is a Dutch word
@@ -120,6 +129,8 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 _ROLE_WORDS = frozenset(
     "systeem system admin administrator beheerder developer ontwikkelaar root operator user gebruiker assistant assistent".split()
 )
+_TEMPLATE_OPEN = re.compile(r"<\|?im_start\|?>|\[INST\]|<<SYS>>", _I)
+_TEMPLATE_CLOSE = re.compile(r"<\|?(?:im_end|endoftext|eot_id)\|?>|\[/INST\]|<</SYS>>", _I)
 _UPPER_WORDS = re.compile(r"^\s*(?:[\[(<#*]+\s*)?([A-Za-z]+)")
 
 _QUESTION_START = re.compile(
@@ -259,6 +270,8 @@ def _strip(text: str) -> GuardResult:
     kept: list[str] = []
     removed: list[str] = []
     kinds: list[str] = []
+    # a chat-template token opens a new message: "<|im_start|>system …<|im_end|> Wat is GOTU?"
+    text = _TEMPLATE_OPEN.sub(lambda m: "\n" + m.group(), _TEMPLATE_CLOSE.sub("\n", text))
     for line in text.splitlines() or [text]:
         for sentence in split_sentences(line):
             if fake_system(sentence):  # a fake system line: the whole sentence is the attack
