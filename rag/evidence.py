@@ -28,6 +28,7 @@ from .text.numbers import COUNT_WORD
 from .text.sentences import split_sentences
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
+from .units import continuation
 
 # Question words and the kind of answer they ask for.
 _EXPECTS_NUMBER = re.compile(
@@ -114,10 +115,13 @@ def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = unifo
     return out
 
 
-def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3) -> Passage:
+def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3, unit_chars: int = 0) -> Passage:
     """The passage cut to its best sentences (at most ``max_sentences``, kept in their
     original order, with the sentence before the best one for context when there is room).
-    A passage whose sentences cover nothing of the question keeps only its first sentence."""
+    With ``unit_chars``, the sentences that belong to the best one (the items of the list it
+    opens, "Hiermee wordt bedoeld …": rag/units.py) are kept with it, within that many
+    characters. A passage whose sentences cover nothing of the question keeps only its first
+    sentence."""
     sentences = split_sentences(passage.text)
     if len(sentences) <= max_sentences:
         return passage
@@ -127,6 +131,8 @@ def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3
         keep.append(keep[0] - 1)
     if not keep:
         keep = [0]
+    if unit_chars > 0:
+        keep += continuation(sentences, keep[0], unit_chars)
     text = " ".join(sentences[i] for i in sorted(set(keep)))
     return Passage(marker=passage.marker, text=text, title=passage.title, section=passage.section)
 
@@ -159,6 +165,7 @@ def best_quote(
     min_coverage: float,
     kind: str | None = None,
     passages: Sequence[Passage] = (),
+    unit_chars: int = 0,
 ) -> Evidence | None:
     """The sentence to quote when the model's own answer is not usable: the best-covering
     sentence that holds the kind of answer asked for, if it covers enough of the question.
@@ -168,6 +175,15 @@ def best_quote(
     and skipped when ``passages`` has no such sentence. Letter and page furniture is cut off a
     sentence first; a sentence that is only that is never quoted."""
     sentences = {p.marker: split_sentences(p.text) for p in passages}
+
+    def whole(e: Evidence, text: str) -> str:
+        """The quoted sentence with the sentences that belong to it (rag/units.py)."""
+        own = sentences.get(e.marker, [])
+        if unit_chars <= 0 or e.position >= len(own):
+            return text
+        more = [own[i] for i in continuation(own, e.position, unit_chars)]
+        return " ".join([text.rstrip(), *more]) if more else text
+
     for e in evidence:  # a question about a letter's head or signature: the field, not the block
         if e.coverage < min_coverage:
             break
@@ -184,6 +200,8 @@ def best_quote(
             if not following or following[0].rstrip().endswith("?"):
                 continue
             text = f"{text.rstrip()} {following[0]}"
+        else:
+            text = whole(e, text)
         if answers_kind(text, kind) and len(text) >= 20 and novel_terms(text, question):
             return replace(e, text=text)
     return None

@@ -379,19 +379,24 @@ class IndexSnapshot:
         r = self.db.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         return _doc_dict(r) if r else None
 
+    def chunk_at(self, doc_id: str, position: int) -> Chunk | None:
+        r = self.db.execute("SELECT * FROM chunks WHERE doc_id = ? AND position = ?", (doc_id, position)).fetchone()
+        return _chunk(r) if r else None
+
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         rows = self.db.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,)).fetchall()
-        return [
-            Chunk(
-                doc_id=r["doc_id"],
-                text=r["text"],
-                heading_path=json.loads(r["heading_path"]),
-                page=r["page"],
-                position=r["position"],
-                chunk_id=r["chunk_id"],
-            )
-            for r in rows
-        ]
+        return [_chunk(r) for r in rows]
+
+
+def _chunk(r: sqlite3.Row) -> Chunk:
+    return Chunk(
+        doc_id=r["doc_id"],
+        text=r["text"],
+        heading_path=json.loads(r["heading_path"]),
+        page=r["page"],
+        position=r["position"],
+        chunk_id=r["chunk_id"],
+    )
 
 
 def _doc_dict(r: sqlite3.Row) -> dict[str, Any]:

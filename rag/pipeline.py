@@ -27,7 +27,8 @@ from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent,
 from .settings import Settings
 from .text.idf import IdfFn, uniform_idf
 from .text.sentences import split_sentences
-from .types import Hit, Passage
+from .types import Chunk, Hit, Passage
+from .units import expand_hits
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
 log = logging.getLogger(__name__)
@@ -93,10 +94,11 @@ def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str
     ]
 
 
-def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: int) -> Context:
-    """Context compression: each passage cut to the sentences that cover the question best."""
+def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: int, unit_chars: int = 0) -> Context:
+    """Context compression: each passage cut to the sentences that cover the question best
+    (with the sentences that belong to the best one, up to ``unit_chars``)."""
     evidence = rank_evidence(ctx.question, ctx.passages, idf)
-    shown = [focus(p, evidence, max_sentences) for p in ctx.passages]
+    shown = [focus(p, evidence, max_sentences, unit_chars) for p in ctx.passages]
     return Context(
         hits=ctx.hits,
         passages=ctx.passages,
@@ -132,6 +134,20 @@ def is_rewrite(text: str, question: str) -> bool:
     a = " ".join(_WORDS.findall(text.lower()))
     b = " ".join(_WORDS.findall(question.lower()))
     return a != b
+
+
+def cited_quote(text: str, marker: int = 1) -> str:
+    """A quoted passage text with its marker after every sentence ("… plekken [1]. Hiermee …
+    [1]."): each sentence of an answer shows where it stands. A question that opens a quote
+    ("Bent u het niet eens …?") is no claim and gets none."""
+    out = []
+    for sentence in split_sentences(text):
+        if sentence.endswith("?"):
+            out.append(sentence)
+            continue
+        body, tail = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!" else (sentence, ".")
+        out.append(f"{body.rstrip()} [{marker}]{tail}")
+    return " ".join(out)
 
 
 def to_citation(marker: int, hit: Hit) -> Citation:
@@ -286,9 +302,10 @@ class Pipeline:
             yield done(self.prompts.refusal, True, [], "no_relevant_passages")
             return
 
-        ctx = build_context(standalone, result.hits, self.prompts, self.llm.count_tokens, s.context_tokens)
+        hits = self.whole_units(result)
+        ctx = build_context(standalone, hits, self.prompts, self.llm.count_tokens, s.context_tokens)
         if s.focus_sentences > 0:
-            ctx = focus_context(ctx, self.prompts, self.idf(), s.focus_sentences)
+            ctx = focus_context(ctx, self.prompts, self.idf(), s.focus_sentences, s.unit_max_chars)
         yield SourcesEvent(sources=[to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)])
 
         params = GenerationParams(max_tokens=s.max_answer_tokens, temperature=0.0)
@@ -316,6 +333,20 @@ class Pipeline:
                 timings.tokens_per_s = round((n_tokens - 1) / (t_end - t_first), 2)
 
         yield self.finish(raw, ctx, done)
+
+    def whole_units(self, result: SearchResult) -> list[Hit]:
+        """The retrieved chunks completed to the lists they cut (rag/units.py), read from the
+        same index generation the search used."""
+        if self.settings.unit_max_chars <= 0:
+            return result.hits
+        snap = self.retriever.reader.snapshot()
+        if result.generation and getattr(snap, "name", result.generation) != result.generation:
+            return result.hits  # a new generation went live in between: its positions may differ
+
+        def neighbour(hit: Hit, offset: int) -> Chunk | None:
+            return None if hit.position is None else snap.chunk_at(hit.doc_id, hit.position + offset)
+
+        return expand_hits(result.hits, neighbour, self.settings.unit_max_chars)
 
     def idf(self) -> IdfFn:
         """IDF weights of the live index generation (uniform when it has no BM25 part)."""
@@ -355,12 +386,12 @@ class Pipeline:
             return None
         kind = kind or expected_kind(primary_question(ctx.question))
         evidence = ctx.evidence if ctx.evidence is not None else rank_evidence(ctx.question, ctx.passages, self.idf())
-        best = best_quote(ctx.question, evidence, self.settings.quote_min_coverage, kind, ctx.passages)
+        best = best_quote(
+            ctx.question, evidence, self.settings.quote_min_coverage, kind, ctx.passages, self.settings.unit_max_chars
+        )
         if best is None:
             return None
-        text = best.text.rstrip()
-        body, tail = (text[:-1], text[-1]) if text[-1:] in ".!?" else (text, ".")
-        event = done(f"{body} [1]{tail}", False, self.citations(ctx, [best.marker]))
+        event = done(cited_quote(best.text), False, self.citations(ctx, [best.marker]))
         event.answer.quoted = True
         event.answer.quote_reason = reason
         return event

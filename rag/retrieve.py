@@ -254,6 +254,7 @@ def rank(
                 dense_score=dense.get(cid),
                 bm25_score=bm25.get(cid),
                 rank=r,
+                position=row["position"],
             )
         )
     return hits

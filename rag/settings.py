@@ -328,6 +328,11 @@ class Settings(VraagbaakSettings):
     # 2 sentences raised key-fact recall 0.535 -> 0.611 and cut false refusals 0.236 -> 0.139
     # (72 common answerable questions, with the follow-up fix), TTFT p50 28 -> 11 s
     focus_sentences: int = 2
+    # whole units (rag/units.py): a retrieved chunk that ends in an open list gets the rest of
+    # the list from the next chunk of its section (and its introduction when it starts mid-list),
+    # up to this many characters; a focused or quoted sentence keeps the sentences that belong to
+    # it (list items, "Hiermee wordt bedoeld …"). 0 = chunks and sentences as they are
+    unit_max_chars: int = 1500
     # when the model declines, its answer cannot be attributed, or it lacks the number, amount
     # or date the question asks for, quote the best-covering passage sentence literally
     # instead, if it covers at least this IDF-weighted share of the question's words; 0 =

@@ -79,6 +79,7 @@ class Hit:
     dense_score: float | None = None
     bm25_score: float | None = None
     rank: int = 0
+    position: int | None = None  # the chunk's order within its document (whole-unit expansion)
 
     @property
     def section(self) -> str:
