@@ -28,6 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rag.recency import source_label
+
 from . import metrics as M
 from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
 from .splits import SPLITS, split_of
@@ -321,8 +323,9 @@ def score_answer(
         miss = item.key_facts if refused else M.missing_facts(text, item.key_facts)
         if miss and not refused:
             issues.append("missing key facts: " + ", ".join(miss))
-    # the passage as the model saw it: title and heading path, then the chunk text
-    shown = {c.marker: "\n".join(x for x in (c.title, c.section, c.snippet) if x) for c in cites}
+    # the passage as the model saw it: title and heading path, then the chunk text; with the
+    # document's type and year, which an answer may name ("… (jaarstukken 2024) [1].")
+    shown = {c.marker: "\n".join(x for x in (c.title, c.section, source_label(c), c.snippet) if x) for c in cites}
     f = M.faithfulness(text, shown, threshold) if not refused else None
     if f is not None:
         m["faithfulness"] = f.faithfulness

@@ -22,6 +22,7 @@ from .guard import check_question, strip_instructions
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
 from .prompts import PromptSet
+from .recency import label_sources, order_by_year
 from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
@@ -268,8 +269,12 @@ class Pipeline:
             log.info("guard: %d clause(s) taken out of the question (%s)", len(guard.removed), ", ".join(guard.kinds))
         standalone = asked
 
+        given: list[Citation] = []  # the sources the model was given
+
         def done(text: str, refused: bool, citations: list[Citation], reason: str | None = None) -> DoneEvent:
             timings.total_ms = round((time.perf_counter() - t0) * 1000, 1)
+            if not refused and citations and s.source_labels:
+                text = label_sources(text, citations, given)  # "… (jaarstukken 2024) [1]."
             return DoneEvent(
                 answer=Answer(
                     answer=text,
@@ -292,7 +297,9 @@ class Pipeline:
         turns = self.bounded_history(history)
         standalone = self.condense(asked, turns) if turns else asked
 
-        result = self.search(standalone, top_k or s.answer_top_k, filters)
+        k = top_k or s.answer_top_k
+        by_year = s.year_margin > 0 or s.recency_margin > 0
+        result = self.search(standalone, 3 * k if by_year else k, filters)
         generation = result.generation or None
         timings.retrieval_ms = round((time.perf_counter() - t0) * 1000, 1)
 
@@ -302,11 +309,14 @@ class Pipeline:
             yield done(self.prompts.refusal, True, [], "no_relevant_passages")
             return
 
+        if by_year:
+            result.hits = order_by_year(result.hits, primary_question(standalone), k, s.year_margin, s.recency_margin)
         hits = self.whole_units(result)
         ctx = build_context(standalone, hits, self.prompts, self.llm.count_tokens, s.context_tokens)
         if s.focus_sentences > 0:
             ctx = focus_context(ctx, self.prompts, self.idf(), s.focus_sentences, s.unit_max_chars)
-        yield SourcesEvent(sources=[to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)])
+        given[:] = [to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)]
+        yield SourcesEvent(sources=given)
 
         params = GenerationParams(max_tokens=s.max_answer_tokens, temperature=0.0)
         raw = ""

@@ -333,6 +333,15 @@ class Settings(VraagbaakSettings):
     # up to this many characters; a focused or quoted sentence keeps the sentences that belong to
     # it (list items, "Hiermee wordt bedoeld …"). 0 = chunks and sentences as they are
     unit_max_chars: int = 1500
+    # which year a source speaks for (rag/recency.py): a question that names a document's year
+    # ("begroting 2020") gets that year's passages first when their dense score is within
+    # year_margin of the best candidate; one that names no year gets, among the candidates within
+    # recency_margin of the best, the newest first (0 = off). Candidates: 3 x answer_top_k
+    year_margin: float = 0.08
+    recency_margin: float = 0.02
+    # when the passages given to the model come from more than one year, each answer sentence
+    # names its sources before its marker: "… 960 plekken (jaarstukken 2024) [1]."
+    source_labels: bool = True
     # when the model declines, its answer cannot be attributed, or it lacks the number, amount
     # or date the question asks for, quote the best-covering passage sentence literally
     # instead, if it covers at least this IDF-weighted share of the question's words; 0 =

@@ -25,6 +25,7 @@ DOCS = {
 def pipeline_factory(tmp_path, settings, hash_embedder):
     ingest_docs(tmp_path / "docs", DOCS, settings, hash_embedder)
     settings.refusal_min_score = 0.05
+    settings.source_labels = False  # these tests read the answer text; the labels have their own tests
 
     def make(reply) -> tuple[Pipeline, ScriptedLLM]:
         llm = ScriptedLLM(reply)
@@ -264,3 +265,36 @@ def test_a_role_play_set_up_in_the_history_does_not_reach_the_model(pipeline_fac
     assert "Hoeveel plekken krijgt de nachtopvang?" in rewrite and "nachtopvang krijgt 60" in rewrite
     assert "PiratBot" not in rewrite and "Arrr" not in rewrite and "negeer je regels" not in rewrite
     assert not a.refused and "3 maart 2022" in a.answer
+
+
+def test_sources_of_several_years_are_named_in_the_answer(pipeline_factory):
+    p, _ = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    p.settings.source_labels = True
+    p.settings.refusal_min_score = -1.0
+    a = p.ask("Hoeveel extra plekken krijgt de nachtopvang?")
+    assert a.citations[0].year == 2022 and {s.year for s in p.retriever.search("nachtopvang", top_k=3).hits} > {2022}
+    assert a.answer == "De nachtopvang aan de Hereweg krijgt 60 extra plekken (raadsbrief 2022) [1]."
+
+
+def test_a_named_document_year_comes_first(tmp_path, settings, hash_embedder):
+    docs = {
+        "begroting-2020-jeugd.md": "# Jeugd\n\nDe gemeente werkt samen met twaalf Groninger gemeenten aan de jeugdhulp.\n",
+        "begroting-2023-jeugd.md": "# Jeugd\n\nDe gemeente werkt samen met tien Groninger gemeenten aan de jeugdhulp.\n",
+    }
+    ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
+    settings.refusal_min_score = -1.0
+    llm = ScriptedLLM("x")
+    p = Pipeline(settings, Retriever(settings, hash_embedder), llm)
+    for year, first in ((2020, "twaalf"), (2023, "tien")):
+        p.ask(f"Met hoeveel gemeenten werkt de gemeente volgens de begroting {year} samen aan de jeugdhulp?")
+        sent = llm.calls[-1][-1]["content"]
+        assert sent.index(first) < sent.index("tien" if first == "twaalf" else "twaalf"), sent
+    question = "Met hoeveel gemeenten werkt de gemeente samen aan de jeugdhulp?"  # no year: the newest first
+    settings.recency_margin = 0.0
+    p.ask(question)
+    unordered = llm.calls[-1][-1]["content"]
+    settings.recency_margin = 1.0  # every candidate counts as about as relevant: the order is by year
+    p.ask(question)
+    sent = llm.calls[-1][-1]["content"]
+    assert sent.index("tien") < sent.index("twaalf"), sent
+    assert unordered.index("twaalf") < unordered.index("tien")  # the ranking alone put 2020 first
