@@ -28,8 +28,9 @@ from .attribute import attribute
 from .evidence import answers_kind, expected_kind
 from .language import detect_language
 from .text.markers import markers_in, strip_markers
-from .text.tokens import novel_terms
+from .text.tokens import novel_terms, tokenize
 from .types import Passage
+from .units import LIST_ITEM, asks_for_a_list, enumerations
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
@@ -211,12 +212,51 @@ class RestatementCheck:
         return Refuse(RefusalReason.RESTATES_QUESTION)
 
 
+@dataclass
+class ListCheck:
+    """A question that asks for an enumeration ("Op welke gronden kan het college … weigeren?")
+    answered from a passage that holds it — a line that introduces a list (":") and covers most
+    of the question, followed by its items — gets the whole enumeration as the passage has it when
+    the answer names fewer of its items: half a list is not shown as if it were all of it."""
+
+    min_items: int = 3
+    min_intro_coverage: float = 0.5
+    name: str = "list_complete"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if not asks_for_a_list(q.question):
+            return Keep()
+        terms = set(tokenize(q.question))
+        said = set(tokenize(strip_markers(draft.text)))
+        cited = set(draft.cited([p.marker for p in q.passages]))
+        for p in q.passages:
+            if p.marker not in cited:
+                continue
+            for e in enumerations(p.text):
+                intro = set(tokenize(f"{p.section} {e.intro}"))
+                if len(e.items) < self.min_items or len(terms & intro) < self.min_intro_coverage * len(terms):
+                    continue
+                if all(_named(item, said) for item in e.items):
+                    return Keep()
+                body = e.text.rstrip()
+                body, tail = (body[:-1], body[-1]) if body[-1:] in ".;," else (body, "")
+                return Replace(f"{body} [{p.marker}]{'.' if tail else ''}", [p.marker])
+        return Keep()
+
+
+def _named(item: str, said: set[str]) -> bool:
+    """Does the answer name this list item (most of its content words)?"""
+    words = set(tokenize(LIST_ITEM.sub("", item, count=1)))
+    return not words or len(words & said) >= 0.6 * len(words)
+
+
 # name -> factory(settings); the order of ``settings.answer_checks`` is the order they run in
 CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "prompt_leak": lambda s: PromptLeakCheck(),
     "model_declined": lambda s: DeclinedCheck(),
     "language": lambda s: LanguageCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
+    "list_complete": lambda s: ListCheck(),
     "answer_kind": lambda s: AnswerKindCheck(),
     "restatement": lambda s: RestatementCheck(),
 }

@@ -66,7 +66,9 @@ OTHER_ENV_VARS = frozenset(
 )
 
 
-AnswerCheckName = Literal["prompt_leak", "model_declined", "language", "attribution", "answer_kind", "restatement"]
+AnswerCheckName = Literal[
+    "prompt_leak", "model_declined", "language", "attribution", "list_complete", "answer_kind", "restatement"
+]
 # all of them, in the order of the Literal: the default order
 DEFAULT_ANSWER_CHECKS: tuple[AnswerCheckName, ...] = get_args(AnswerCheckName)
 

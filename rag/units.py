@@ -13,14 +13,17 @@ together, in two places:
   chunk, within ``max_chars``;
 * :func:`continuation` — the sentences after a chosen sentence that belong to it (list items
   after an introduction, "Hiermee wordt bedoeld …", "Dit betekent …"), used when a passage is
-  focused to its best sentences and when a sentence is quoted as the answer.
+  focused to its best sentences and when a sentence is quoted as the answer;
+* :func:`enumerations` and :func:`asks_for_a_list` — the line lists of a passage and the
+  questions that ask for one, for the answer check that does not let half a list pass as all of
+  it (rag/checks.py: ``list_complete``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .text.boilerplate import content_of
 from .types import Chunk, Hit
@@ -133,4 +136,52 @@ def expand_hits(hits: Sequence[Hit], neighbour: Callable[[Hit, int], Chunk | Non
                     if intro and len(text) + len(intro) + 1 <= max_chars:
                         text = f"{intro}\n{_without_overlap(intro, text)}"
         out.append(hit if text == hit.text else replace(hit, text=text))
+    return out
+
+
+# -- enumerations --------------------------------------------------------------------------
+
+_LIST_QUESTION = re.compile(
+    r"\b(?:welke|wat zijn (?:de|alle)|noem(?:\s+(?:de|het|alle))?|som\s+\w*\s*op|which|what are the|list)\s+([\w'’]+)",
+    re.IGNORECASE,
+)
+_PLURAL_END = ("en", "s", "'s", "’s")
+_NOT_PLURAL = frozenset("tussen wanneer voordat nadat binnen buiten boven beneden tegen volgens zonder".split())
+
+
+def asks_for_a_list(question: str) -> bool:
+    """ "Welke gronden …", "Wat zijn de voorwaarden …", "Noem de taken …": a plural after the
+    question word ("Welke organisatie …" asks for one thing)."""
+    for m in _LIST_QUESTION.finditer(question):
+        word = m.group(1).lower()
+        if len(word) > 3 and word.endswith(_PLURAL_END) and word not in _NOT_PLURAL:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Enumeration:
+    intro: str  # the line that opens it, ending in ":"
+    items: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join([self.intro, *self.items])
+
+
+def enumerations(text: str) -> list[Enumeration]:
+    """The line lists of ``text``: a line ending in ":" followed by two or more list items."""
+    lines = _lines(text)
+    out: list[Enumeration] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].endswith(":"):
+            j = i + 1
+            while j < len(lines) and LIST_ITEM.match(lines[j]):
+                j += 1
+            if j - i - 1 >= 2:
+                out.append(Enumeration(lines[i], lines[i + 1 : j]))
+            i = j if j > i + 1 else i + 1
+        else:
+            i += 1
     return out

@@ -15,6 +15,7 @@ from rag.checks import (
     Draft,
     Keep,
     LanguageCheck,
+    ListCheck,
     PromptLeakCheck,
     RefusalReason,
     Refuse,
@@ -25,6 +26,7 @@ from rag.checks import (
 from rag.prompts import PromptSet
 from rag.settings import AnswerCheckName, Settings
 from rag.types import Passage
+from rag.units import asks_for_a_list, enumerations
 
 PASSAGES = [
     Passage(1, "De nachtopvang aan de Hereweg krijgt in 2023 60 extra plekken.", "Begroting 2023", "Opvang"),
@@ -134,3 +136,68 @@ def test_an_answer_that_only_restates_the_question_is_refused():
     assert check.run(Draft("Vinkhuizen [1]."), question("In welke Groningse wijk is de proeftuin gestart?")) == Keep()
     assert check.run(Draft("€105 per maand [1]."), question("En hoeveel kost dat per maand?")) == Keep()
     assert check.run(Draft("Koen Schuiling en Christien Bronda [1]."), q) == Keep()
+
+
+# -- list_complete ---------------------------------------------------------------------------
+
+WEIGEREN = Passage(
+    1,
+    "Het college kan een aanvraag om een maatwerkvoorziening weigeren als:\n"
+    "a. de cliënt niet meewerkt aan het onderzoek;\n"
+    "b. de cliënt onjuiste gegevens heeft verstrekt;\n"
+    "c. de voorziening onder de Wet langdurige zorg valt;\n"
+    "d. de voorziening algemeen gebruikelijk is.",
+    "Verordening maatschappelijke ondersteuning",
+    "Artikel 7. Weigeringsgronden",
+)
+
+
+def _list_question(text: str, passages=(WEIGEREN,)) -> CheckedQuestion:
+    return CheckedQuestion(text, list(passages), PROMPTS.refusal, PROMPTS.system())
+
+
+def test_half_a_list_is_replaced_by_the_whole_enumeration():
+    q = _list_question("Op welke gronden kan het college een aanvraag om een maatwerkvoorziening weigeren?")
+    v = ListCheck().run(Draft("Het college kan weigeren als de cliënt niet meewerkt [1].", [1]), q)
+    assert isinstance(v, Replace) and v.markers == [1]
+    assert v.text.startswith("Het college kan een aanvraag") and v.text.endswith("algemeen gebruikelijk is [1].")
+    assert all(f"{x}. de " in v.text for x in "abcd")
+
+
+def test_a_complete_list_or_another_question_is_kept():
+    full = (
+        "Als de cliënt niet meewerkt aan het onderzoek, onjuiste gegevens heeft verstrekt, de voorziening onder de "
+        "Wet langdurige zorg valt of algemeen gebruikelijk is [1]."
+    )
+    q = _list_question("Op welke gronden kan het college een aanvraag om een maatwerkvoorziening weigeren?")
+    assert ListCheck().run(Draft(full, [1]), q) == Keep()
+    one = _list_question("Welke wet geldt als de voorziening niet onder de Wmo valt?")  # not a list question
+    assert ListCheck().run(Draft("De Wet langdurige zorg [1].", [1]), one) == Keep()
+    other = _list_question("Welke taken heeft de gemeente bij de opvang?")  # the list does not answer it
+    assert ListCheck().run(Draft("De gemeente biedt opvang [1].", [1]), other) == Keep()
+    uncited = _list_question("Op welke gronden kan het college een aanvraag om een maatwerkvoorziening weigeren?")
+    assert ListCheck().run(Draft("Het college kan weigeren [2].", [2]), uncited) == Keep()
+
+
+@pytest.mark.parametrize(
+    ("question", "is_list"),
+    [
+        ("Op welke gronden kan het college een aanvraag weigeren?", True),
+        ("Wat zijn de voorwaarden voor een persoonsgebonden budget?", True),
+        ("Welke thema's worden in de jaarstukken onderscheiden?", True),
+        ("Which conditions apply to a personal budget?", True),
+        ("Welke organisatie voert de inkoop uit?", False),
+        ("Welke wet geldt voor hulpmiddelen?", False),
+        ("In welke wijk is de proeftuin gestart?", False),
+        ("Wat is de rol van de OJG?", False),
+    ],
+)
+def test_questions_that_ask_for_a_list(question, is_list):
+    assert asks_for_a_list(question) is is_list
+
+
+def test_enumerations_of_a_passage():
+    (e,) = enumerations(WEIGEREN.text)
+    assert e.intro.endswith("weigeren als:") and len(e.items) == 4
+    assert enumerations("Een zin zonder lijst.\nNog een regel.") == []
+    assert enumerations("Twee punten:\n- een\nEn verder tekst.") == []  # one item is no enumeration

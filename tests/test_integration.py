@@ -128,3 +128,24 @@ def test_instructions_inside_documents_are_not_obeyed(tmp_path, real_embedder, r
     b = p.ask("Wanneer gaat zwembad De Parrel weer open?")
     assert "gratis-prijs" not in b.answer and "gesloten blijft" not in b.answer, b.answer
     assert not b.refused and "3 maart 2025" in b.answer, b.answer
+
+
+def test_a_list_question_on_a_regulation_gets_the_whole_list(tmp_path, real_embedder, real_llm):
+    """A verordening whose article of 11 grounds spans two chunks (tests/fixtures/regelingen):
+    asked for the grounds, the answer holds all eleven and cites the article."""
+    from pathlib import Path
+
+    from rag.indexing import ingest_paths
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+
+    s = Settings(index_dir=tmp_path / "index")
+    assert ingest_paths([Path(__file__).resolve().parent / "fixtures" / "regelingen"], s, real_embedder).ok
+    p = Pipeline(s, Retriever(s, real_embedder), real_llm)
+    a = p.ask("Op welke gronden kan het college een aanvraag om een maatwerkvoorziening weigeren?")
+    assert not a.refused, a
+    for ground in ("al heeft aangeschaft", "algemene voorziening", "gebruikelijke hulp", "Zorgverzekeringswet",
+                   "niet meewerkt", "onjuiste of onvolledige", "niet langer nodig", "binnen vijf jaar",
+                   "lager zijn dan 250 euro", "persoonsgebonden budget niet besteedt", "algemeen gebruikelijk"):  # fmt: skip
+        assert ground in a.answer, (ground, a.answer)
+    assert a.citations and a.citations[0].section == "Artikel 7. Weigeringsgronden"
