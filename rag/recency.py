@@ -9,7 +9,8 @@ the 2023 budget ten. Two rules, applied to the retrieved candidates before the c
   (``year_margin``); a year that dates an event ("in 2015", "in december 2024") is not a
   document's year and changes nothing;
 * a question that names no year gets, among the passages about as relevant as the best one
-  (``recency_margin``), the newest first.
+  (``recency_margin``), the newest first — off by default: on the demo set it changed five
+  contexts and lost one right answer (q014), won none.
 
 And the answer says which source it speaks for: when the passages the model was given come from
 documents of more than one year, each answer sentence names its sources' type and year before
