@@ -8,9 +8,8 @@ together, in two places:
 
 * :func:`expand_hits` — a retrieved chunk that ends open (a line that introduces a list with
   ":", an item ending in ";" or ",", a sentence cut off) gets the continuation from the next
-  chunk of the same section, and
-  a chunk that starts in the middle of a list gets the list's introduction from the previous
-  chunk, within ``max_chars``;
+  chunk of the same section, and a chunk that starts in the middle of a list gets the list's
+  introduction from the previous chunk, within ``max_chars``;
 * :func:`continuation` — the sentences after a chosen sentence that belong to it (list items
   after an introduction, "Hiermee wordt bedoeld …", "Dit betekent …"), used when a passage is
   focused to its best sentences and when a sentence is quoted as the answer;
