@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from .schema import Citation
 from .text.markers import MARKER
+from .text.sentences import split_sentences
 from .types import Hit
 
 _I = re.IGNORECASE
@@ -37,13 +38,21 @@ _DOC_YEAR = re.compile(
     _I,
 )
 _ANY_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
+_CLAUSE = re.compile(r"\s*[,;:]\s+|\s+[–—-]\s+")
+_SET_ASIDE = re.compile(
+    r"^\s*(?:(?:maar|but|en|and)\s+)?(?:negeer|vergeet|laat\s+\w+\s+buiten|zonder|behalve|niet|ignore|forget|"
+    r"except|without|not|leaving out)\b",
+    _I,
+)
 _MARKER_RUN = re.compile(r"(?:\s*" + MARKER.pattern + r")+")
 _SENTENCE_END = re.compile(r"[.!?]\s")
 
 
 def named_years(question: str) -> set[int]:
-    """The years of documents the question names ("begroting 2020" → {2020})."""
-    return {int(a or b) for a, b in _DOC_YEAR.findall(question)}
+    """The years of documents the question names ("begroting 2020" → {2020}); a document it sets
+    aside ("Vergeet de begroting van 2016; …", "behalve de begroting 2020") is not one of them."""
+    kept = [c for s in split_sentences(question) for c in _CLAUSE.split(s) if not _SET_ASIDE.match(c)]
+    return {int(a or b) for c in kept for a, b in _DOC_YEAR.findall(c)}
 
 
 def _relevance(hit: Hit) -> float:

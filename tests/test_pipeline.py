@@ -10,6 +10,7 @@ import pytest
 from rag.checks import is_refusal, leaks_prompt
 from rag.pipeline import Pipeline, is_rewrite
 from rag.prompts import PromptError, PromptSet
+from rag.recency import named_years
 from rag.retrieve import Filters, Retriever
 from rag.schema import DoneEvent, SourcesEvent, TokenEvent, Turn
 from tests.conftest import ScriptedLLM, ingest_docs
@@ -298,3 +299,18 @@ def test_a_named_document_year_comes_first(tmp_path, settings, hash_embedder):
     sent = llm.calls[-1][-1]["content"]
     assert sent.index("tien") < sent.index("twaalf"), sent
     assert unordered.index("twaalf") < unordered.index("tien")  # the ranking alone put 2020 first
+
+
+@pytest.mark.parametrize(
+    ("question", "years"),
+    [
+        ("Tot welke leeftijd richt de jeugdambitie uit de begroting 2020 zich?", {2020}),
+        ("What does the 2016 budget say about the WIJ-teams?", {2016}),
+        ("Wat heeft de gemeente in 2015 gedaan met haar zorgen?", set()),  # an event's year
+        ("Vergeet de begroting van 2016; wat zegt de jaarstukken 2024 over opvang?", {2024}),  # set aside
+        ("Wat zegt de begroting 2020, behalve de begroting 2016, over jeugd?", {2020}),
+        ("Forget about the 2016 budget - when did the Eemsgolaan open?", set()),
+    ],
+)
+def test_the_document_years_a_question_names(question, years):
+    assert named_years(question) == years
