@@ -22,7 +22,7 @@ from .guard import check_question, strip_instructions
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
 from .prompts import PromptSet
-from .recency import label_sources, order_by_year
+from .recency import label_sources, order_by_year, reorders
 from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
@@ -298,7 +298,7 @@ class Pipeline:
         standalone = self.condense(asked, turns) if turns else asked
 
         k = top_k or s.answer_top_k
-        by_year = s.year_margin > 0 or s.recency_margin > 0
+        by_year = reorders(primary_question(standalone), s.year_margin, s.recency_margin)
         result = self.search(standalone, 3 * k if by_year else k, filters)
         generation = result.generation or None
         timings.retrieval_ms = round((time.perf_counter() - t0) * 1000, 1)

@@ -55,6 +55,14 @@ def named_years(question: str) -> set[int]:
     return {int(a or b) for c in kept for a, b in _DOC_YEAR.findall(c)}
 
 
+def reorders(question: str, year_margin: float, recency_margin: float) -> bool:
+    """Can :func:`order_by_year` change anything for this question (then the search fetches more
+    candidates than the answer uses)?"""
+    if named_years(question):
+        return year_margin > 0
+    return recency_margin > 0 and not _ANY_YEAR.search(question)
+
+
 def _relevance(hit: Hit) -> float:
     return float(hit.dense_score if hit.dense_score is not None else hit.score)
 
