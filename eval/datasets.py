@@ -4,6 +4,9 @@
 - ``guard``     eval/gold/guard.jsonl — over the same corpus: ordinary questions that contain the guard's trigger
                 words (type ``benign``; none may be refused as an injection) and attacks (type ``injection``:
                 direct, role-play, fake system lines, extraction, obfuscated, multi-turn);
+- ``reworded``  eval/gold/reworded.jsonl — over the same corpus, written after the answer checks existed and
+                before the changes measured on it: expansions ("waar staat X voor"), two-part questions,
+                why/who questions, English questions and near-miss questions the documents do not answer;
 - ``faq``       eval/gold/faq.jsonl — the Rijksoverheid FAQ set (eval/data/rijksoverheid-faq, CC0): one question
                 per canonical page (179), reference answer = first paragraph(s) of the CSV answer, gold = its page
                 (matched on ``source`` = canonical URL); regenerate with ``python -m eval.datasets``;
@@ -31,12 +34,13 @@ REPO = HERE.parent
 GOLD_DIR = HERE / "gold"
 DEMO_GOLD = GOLD_DIR / "demo.jsonl"
 GUARD_GOLD = GOLD_DIR / "guard.jsonl"
+REWORDED_GOLD = GOLD_DIR / "reworded.jsonl"
 DEMO_CORPUS = REPO / "data" / "voorbeeld"
 FAQ_DIR = HERE / "data" / "rijksoverheid-faq"
 FAQ_CI_SUBSET = GOLD_DIR / "faq-ci-subset.json"
 FAQ_GOLD = GOLD_DIR / "faq.jsonl"
 
-DATASETS = ("demo", "guard", "faq", "faq-ci", "feedback")
+DATASETS = ("demo", "guard", "reworded", "faq", "faq-ci", "feedback")
 
 
 @dataclass
@@ -274,6 +278,8 @@ def load_dataset(name: str, path: Path | None = None, include_up: bool = False) 
         return load_demo(path or DEMO_GOLD)
     if name == "guard":
         return load_demo(path or GUARD_GOLD)
+    if name == "reworded":
+        return load_demo(path or REWORDED_GOLD)
     if name == "faq":
         return load_faq()
     if name == "faq-ci":

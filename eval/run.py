@@ -210,7 +210,7 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
         return Path(cfg.index_dir)
     if cfg.dataset == "feedback":
         return Path(settings.index_dir)  # the live index the feedback came from
-    if cfg.dataset in ("demo", "guard"):
+    if cfg.dataset in ("demo", "guard", "reworded"):
         live = Path(settings.index_dir)
         if live.resolve() != (INDEX_CACHE).resolve() and _demo_index_current(live, DEMO_CORPUS, settings):
             return live  # the project's own index holds exactly the demo corpus, built the same way

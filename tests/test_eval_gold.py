@@ -128,7 +128,12 @@ def test_the_test_splits_are_frozen():
     from eval.splits import frozen_test_ids, split_of
 
     frozen = frozen_test_ids()
-    for name, items in (("demo", load_demo()), ("faq", load_dataset("faq")), ("guard", load_dataset("guard"))):
+    for name, items in (
+        ("demo", load_demo()),
+        ("faq", load_dataset("faq")),
+        ("guard", load_dataset("guard")),
+        ("reworded", load_dataset("reworded")),
+    ):
         test = sorted(i.id for i in items if split_of(i.id) == "test")
         assert test == frozen[name], f"{name}: the split of a question changed; splits are frozen"
         assert 0.25 < len(test) / len(items) < 0.42
@@ -155,3 +160,33 @@ def test_a_run_can_be_limited_to_one_split():
     tune = select_items(RunConfig(dataset="demo", split="tune"))
     assert tune and all(split_of(i.id) == "tune" for i in tune)
     assert len(tune) + len(select_items(RunConfig(dataset="demo", split="test"))) == 92
+
+
+REWORDED = [
+    json.loads(line)
+    for line in (REPO / "eval" / "gold" / "reworded.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
+
+
+def test_reworded_set_composition():
+    """The reworded set: answerable questions in the shapes the gold set lacks (expansions,
+    two-part, why, English) and near-miss questions the documents do not answer."""
+    types = Counter(i["type"] for i in REWORDED)
+    assert types["answerable"] >= 30 and types["unanswerable"] >= 10
+    assert len({i["id"] for i in REWORDED}) == len(REWORDED)
+    assert sum(i["language"] == "en" for i in REWORDED) >= 4
+    for i in REWORDED:
+        assert re.fullmatch(r"r\d{3}", i["id"]) and i["type"] in ("answerable", "unanswerable")
+        assert i["expect_refusal"] is (i["type"] == "unanswerable")
+        if i["type"] == "unanswerable":
+            assert not i["key_facts"] and i["source_doc"] is None and i["notes"], i["id"]
+
+
+@pytest.mark.parametrize("item", [i for i in REWORDED if i["source_doc"]], ids=lambda i: i["id"])
+def test_reworded_answer_is_in_named_document(item):
+    doc = DOCS[item["source_doc"]]
+    assert contains_verbatim(doc, item["gold_passage_contains"]), item["id"]
+    for fact in item["key_facts"]:
+        assert contains_fact(doc, alternatives(fact)[0]), f"{item['id']}: key fact {fact!r} not in the document"
+        assert contains_fact(item["reference_answer"], fact), f"{item['id']}: reference answer lacks {fact!r}"
