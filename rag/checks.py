@@ -25,9 +25,11 @@ from functools import cached_property
 from typing import Protocol
 
 from .attribute import attribute
-from .evidence import answers_kind, expected_kind
+from .evidence import Evidence, answers_kind, expected_kind, kind_values, part_evidence, part_kind
 from .language import detect_language
-from .text.markers import markers_in, strip_markers
+from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion, states_expansion
+from .text.idf import IdfFn, uniform_idf
+from .text.markers import MARKER, markers_in, strip_markers
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
 from .units import LIST_ITEM, asks_for_a_list, enumerations
@@ -97,10 +99,47 @@ class CheckedQuestion:
     refusal: str  # the standard refusal sentence
     system_prompt: str
     translate: Callable[[str], str] = field(repr=False, default=lambda text: text)
+    idf: IdfFn = field(repr=False, default=uniform_idf)
 
     @cached_property
     def expected_kind(self) -> str | None:
         return expected_kind(self.question)
+
+    @cached_property
+    def parts(self) -> list[tuple[str, Evidence]]:
+        """Each part of a two-part question with the passage sentence that answers it best."""
+        return part_evidence(self.question, self.passages, self.idf)
+
+    @cached_property
+    def abbreviation(self) -> str | None:
+        """The abbreviation whose meaning the question asks for ("Waar staat GON voor?")."""
+        return asked_abbreviation(self.question)
+
+    @cached_property
+    def expansion(self) -> tuple[int, str] | None:
+        """(marker, long form) of the first passage that defines :attr:`abbreviation`."""
+        return expansion_in(self.abbreviation, self.passages) if self.abbreviation else None
+
+
+def expansion_in(short: str, passages: Sequence[Passage]) -> tuple[int, str] | None:
+    """The first passage (in context order) that says what ``short`` stands for, and the long form."""
+    for p in passages:
+        if long := find_expansion(short, p.text) or find_expansion(short, p.full_text):
+            return p.marker, long
+    return None
+
+
+def in_passage_numbers(draft: Draft) -> str:
+    """The draft's text with its markers as passage markers (attribution renumbers them 1…n)."""
+    if draft.markers is None:
+        return draft.text
+    known = draft.markers
+
+    def back(m: re.Match[str]) -> str:
+        nums = [int(x) for x in re.split(r"[,;]", m.group(1)) if x.strip()]
+        return "[" + ", ".join(str(known[n - 1]) if 0 < n <= len(known) else str(n) for n in nums) + "]"
+
+    return MARKER.sub(back, draft.text)
 
 
 class AnswerCheck(Protocol):
@@ -213,6 +252,84 @@ class RestatementCheck:
 
 
 @dataclass
+class ExpansionCheck:
+    """A question for what an abbreviation stands for ("Waar staat GON voor?") is answered by the
+    long form as a passage defines it ("GON staat voor GebiedsOndersteunend Netwerk [1]."), put
+    before whatever else the answer says; an answer that says what it stands for when no passage
+    defines it has the long form from elsewhere (the model's own memory) and is refused."""
+
+    threshold: float = 0.5
+    name: str = "expansion"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        short = q.abbreviation
+        if short is None:
+            return Keep()
+        said = strip_markers(draft.text)
+        if q.expansion is None:
+            return Refuse(RefusalReason.UNSUPPORTED, quotable=False) if states_expansion(short, said) else Keep()
+        marker, long = q.expansion
+        if _norm(long) in _norm(said):
+            return Keep()
+        lead = f"{expansion_sentence(short, long)} [{marker}]."
+        att = attribute(f"{lead} {in_passage_numbers(draft)}", q.passages, threshold=self.threshold)
+        if not att.supported:
+            return Keep()
+        return Replace(att.text, list(att.cited_markers))
+
+
+@dataclass
+class PartsCheck:
+    """Every part of a two-part question answered ("Hoeveel plekken … en wanneer …?"): a part that
+    asks for a number, an amount, a date or a person or organisation, whose best passage sentence
+    gives one (rag/evidence.py: ``part_evidence``) that the answer does not, gets that sentence
+    added, quoted with its marker. A part no sentence answers is left to the answer as it is."""
+
+    threshold: float = 0.5
+    name: str = "parts"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if not q.parts:
+            return Keep()
+        said = strip_markers(draft.text)
+        added: list[str] = []
+        for part, e in q.parts:
+            kind = part_kind(part)
+            text = e.content
+            if kind is None or text is None:
+                continue
+            if kind == "who":
+                gives = proper_names(text) - proper_names(q.question)
+                if not gives or any(re.search(rf"\b{re.escape(n)}\b", said, re.I) for n in gives):
+                    continue
+            else:
+                gives_values = kind_values(text, kind) - kind_values(q.question, kind)
+                if not gives_values or gives_values & kind_values(said, kind):
+                    continue
+            body = text.rstrip()
+            body = body[:-1] if body[-1:] in ".!?;:," else body
+            if body and body not in " ".join(added):
+                added.append(f"{body} [{e.marker}].")
+        if not added:
+            return Keep()
+        att = attribute(" ".join([in_passage_numbers(draft), *added]), q.passages, threshold=self.threshold)
+        return Replace(att.text, list(att.cited_markers)) if att.supported else Keep()
+
+
+# a capitalised word (or one in capitals) that does not open the sentence: a likely name
+_PROPER = re.compile(r"(?<=[\w,;:)] )([A-ZÀ-Ý][\w'’-]*)")
+
+
+def proper_names(text: str) -> set[str]:
+    """The likely names in ``text`` ("WIJ Groningen", "Humanitas", "RUG"), lower-cased."""
+    return {m.group(1).lower() for m in _PROPER.finditer(text)}
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORDS.findall(text.lower()))
+
+
+@dataclass
 class ListCheck:
     """A question that asks for an enumeration ("Op welke gronden kan het college … weigeren?")
     answered from a passage that holds it — a line that introduces a list (":") and covers most
@@ -256,6 +373,8 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "model_declined": lambda s: DeclinedCheck(),
     "language": lambda s: LanguageCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
+    "expansion": lambda s: ExpansionCheck(threshold=s.attribution_threshold),
+    "parts": lambda s: PartsCheck(threshold=s.attribution_threshold),
     "list_complete": lambda s: ListCheck(),
     "answer_kind": lambda s: AnswerKindCheck(),
     "restatement": lambda s: RestatementCheck(),

@@ -19,12 +19,12 @@ of that passage, as a heading often carries the subject the sentence leaves impl
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .text.boilerplate import content_of, letter_field
 from .text.idf import IdfFn, uniform_idf
-from .text.numbers import COUNT_WORD
+from .text.numbers import COUNT_WORD, numbers_in
 from .text.sentences import split_sentences
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
@@ -47,23 +47,40 @@ _EXPECTS_DATE = re.compile(
 _WHEN = re.compile(r"\b(wanneer|when)\b", re.IGNORECASE)
 _CONDITION = re.compile(
     r"\b(ik|u|je|jij|we|wij|men|mijn|uw|jouw|ons|onze|i|you|my|your|"
-    r"nodig|verplicht|geldt|gelden|recht|aanmerking|needed|required|eligible|apply)\b",
+    r"nodig|verplicht|geldt|gelden|recht|aanmerking|needed|required|eligible|apply|"
+    # a modal verb asks for the conditions, as in legal and policy Dutch ("Wanneer kan het college
+    # een vergunning weigeren?", "Wanneer moet een aanvraag worden ingediend?")
+    r"kan|kunnen|mag|mogen|moet|moeten|dient|dienen|hoeft|hoeven|can|may|must|should)\b",
     re.IGNORECASE,
 )
 _EXPECTS_AMOUNT = re.compile(
     r"\b(hoeveel|hoe ?veel|how much)\b(\s+[\w-]+){0,3}?\s+(geld|budget|euro|eigen bijdrage|kost\w*|money|cost\w*)\b|"
     r"\b(wat|hoeveel) (kost|kosten|bedraagt|bedragen)\b|"
     r"\b(wat|welk|welke) (is|zijn|was|waren) (het|de) ([\w-]+ )?(budget|bedrag|tarief|uurtarief|prijs|kosten)\b|"
-    r"\bwhat (is|was|are) the ([\w-]+ )?(budget|amount|price|cost|costs|rate)\b|\bhow much does\b.*\bcost\b",
+    r"\bwhat (is|was|are) the ([\w-]+ )?(budget|amount|price|cost|costs|rate)\b|\bhow much does\b.*\bcost\b|"
+    # "Hoeveel heeft de gemeente in 2024 uitgegeven aan …?": spending asks for money
+    r"\b(hoeveel|how much)\b.*\b(uitgegeven|uitgeven|uitgeeft|besteed|besteden|besteedt|geïnvesteerd|"
+    r"investeert|investeren|spent|spend|spends|invested)\b",
     re.IGNORECASE,
 )
 _MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\d\s*(miljoen|miljard|duizend|mln|mld)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+# a moment that recurs or is named without digits: "op de eerste dinsdag van de maand", "jaarlijks"
+_RECURRING = re.compile(
+    r"\b(maandag|dinsdag|woensdag|donderdag|vrijdag|zaterdag|zondag|dagelijks|wekelijks|maandelijks|"
+    r"jaarlijks|elke (dag|week|maand|jaar)|ieder(e)? (dag|week|maand|jaar)|kwartaal|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|daily|weekly|monthly|yearly|annually)\b",
+    re.IGNORECASE,
+)
 _MONTH = re.compile(
     r"\b(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
     r"voorjaar|najaar|zomer|winter)\b",
     re.IGNORECASE,
 )
+
+
+# what a date is made of: a day-month-year, a year, a month or season
+_DATE_PART = re.compile(r"\b\d{1,2}-\d{1,2}-\d{2,4}\b|\b(?:1[89]|20)\d\d\b|" + _MONTH.pattern, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,13 @@ class Evidence:
     # only that, and its coverage: what a quote may use
     content: str | None = None
     content_coverage: float = 0.0
+    # cosine of the question and the sentence in the embedder's space, when ranked by meaning
+    # (:func:`rank_by_meaning`); None when only the words were compared
+    similarity: float | None = None
+
+
+# (question, sentences) -> one similarity per sentence: the embedder's cosine
+SentenceScorer = Callable[[str, Sequence[str]], Sequence[float]]
 
 
 def coverage(terms: set[str], sentence_terms: set[str], idf: IdfFn) -> float:
@@ -115,7 +139,32 @@ def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = unifo
     return out
 
 
-def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3, unit_chars: int = 0) -> Passage:
+def rank_by_meaning(question: str, evidence: Sequence[Evidence], score: SentenceScorer) -> list[Evidence]:
+    """The evidence ordered by meaning as well as by words: similarity plus coverage, so that a
+    question in English over Dutch passages, or one in other words than the documents use,
+    still brings the sentence that answers it into view. ``coverage`` stays the lexical share
+    (quote thresholds are stated in it)."""
+    if not evidence:
+        return []
+    sims = score(question, [e.text for e in evidence])
+    out = [replace(e, similarity=float(s)) for e, s in zip(evidence, sims, strict=True)]
+    out.sort(key=lambda e: (-((e.similarity or 0.0) + e.coverage), e.marker, e.position))
+    return out
+
+
+def weak_words(evidence: Sequence[Evidence], below: float) -> bool:
+    """Do the question's words fail to find the passages' sentences: no sentence covers
+    ``below`` of them?"""
+    return max((e.coverage for e in evidence), default=0.0) < below
+
+
+def focus(
+    passage: Passage,
+    evidence: Sequence[Evidence],
+    max_sentences: int = 3,
+    unit_chars: int = 0,
+    also: Sequence[int] = (),
+) -> Passage:
     """The passage cut to its best sentences (at most ``max_sentences``, kept in their
     original order, with the sentence before the best one for context when there is room).
     With ``unit_chars``, the sentences that belong to the best one (the items of the list it
@@ -123,9 +172,9 @@ def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3
     characters. A passage whose sentences cover nothing of the question keeps only its first
     sentence."""
     sentences = split_sentences(passage.text)
-    if len(sentences) <= max_sentences:
+    if len(sentences) <= max_sentences and not also:
         return passage
-    mine = [e for e in evidence if e.marker == passage.marker and e.coverage > 0]
+    mine = [e for e in evidence if e.marker == passage.marker and (e.coverage > 0 or e.similarity is not None)]
     keep: list[int] = [e.position for e in mine[:max_sentences]]
     if keep and len(keep) < max_sentences and keep[0] > 0 and keep[0] - 1 not in keep:
         keep.append(keep[0] - 1)
@@ -133,8 +182,70 @@ def focus(passage: Passage, evidence: Sequence[Evidence], max_sentences: int = 3
         keep = [0]
     if unit_chars > 0:
         keep += continuation(sentences, keep[0], unit_chars)
+    for i in also:
+        if 0 <= i < len(sentences):
+            keep += [i, *(continuation(sentences, i, unit_chars) if unit_chars > 0 else [])]
     text = " ".join(sentences[i] for i in sorted(set(keep)))
     return Passage(marker=passage.marker, text=text, title=passage.title, section=passage.section)
+
+
+# "Hoeveel plekken … en wanneer …?", "Wat is JIM en wie …?", "… and when …?": a question that
+# asks two things, split before the "en"/"and" that opens the second (an interrogative within
+# the next two words; "zorg en welzijn" or "en de" does not)
+_PART_BREAK = re.compile(
+    r",?\s+(?:en|and)\s+(?=(?:[\w-]+\s+){0,2}?(?:wie|wat|waar|waarom|wanneer|hoeveel|hoe|welke|welk|"
+    r"who|what|when|where|why|how|which)\b)",
+    re.IGNORECASE,
+)
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a question asks: one, or the parts of a two-part question ("Hoeveel
+    plekken heeft de locatie en wanneer ging die open?" -> "Hoeveel plekken heeft de locatie",
+    "wanneer ging die open?"). A part with no content word of its own ("en waarom?") is kept:
+    it still asks something, though nothing can be checked of it."""
+    parts = [p.strip(" ,") for p in _PART_BREAK.split(question) if p.strip(" ,?")]
+    return parts if len(parts) > 1 else [question]
+
+
+_WHO = re.compile(
+    r"^\W*(?:\w+\s+){0,2}?(wie|welke (organisatie|partij|partijen|instantie|instanties)|who|which organi[sz]ations?)\b",
+    re.I,
+)
+
+
+def part_kind(part: str) -> str | None:
+    """What a part of a question asks for, where an answer can be checked for it: a date, an
+    amount, a number, or a person or organisation ('who')."""
+    return expected_kind(part) or ("who" if _WHO.search(part) else None)
+
+
+def part_evidence(
+    question: str, passages: Sequence[Passage], idf: IdfFn = uniform_idf, min_part_coverage: float = 0.5
+) -> list[tuple[str, Evidence]]:
+    """For a question of several parts (:func:`question_parts`), each part with the sentence that
+    answers it best: of the sentences that cover at least ``min_part_coverage`` of the part's own
+    words, the one that covers most of the whole question (a second part often leaves its subject
+    to the first: "… en hoeveel plekken heeft die?"). Empty for a question of one part."""
+    parts = question_parts(question)
+    if len(parts) < 2:
+        return []
+    whole = {(e.marker, e.position): e.coverage for e in rank_evidence(question, passages, idf)}
+    out: list[tuple[str, Evidence]] = []
+    for part in parts:
+        own = [e for e in rank_evidence(part, passages, idf) if e.coverage >= min_part_coverage]
+        if own:
+            best = min(own, key=lambda e: (-whole.get((e.marker, e.position), 0.0), -e.coverage, e.marker, e.position))
+            out.append((part, best))
+    return out
+
+
+def kind_values(text: str, kind: str) -> set[str]:
+    """What in ``text`` answers a question of this kind: its numbers (and month names, for a
+    date). Used to tell whether an answer gives the value a passage sentence gives."""
+    if kind == "date":
+        return {m.group(0).lower() for m in _DATE_PART.finditer(text)}
+    return numbers_in(text)
 
 
 def expected_kind(question: str) -> str | None:
@@ -153,7 +264,7 @@ def answers_kind(text: str, kind: str | None) -> bool:
     if kind is None:
         return True
     if kind == "date":
-        return bool(_DIGIT.search(text) or _MONTH.search(text))
+        return bool(_DIGIT.search(text) or _MONTH.search(text) or _RECURRING.search(text))
     if kind == "amount":
         return bool(_MONEY.search(text))
     return bool(_DIGIT.search(text) or COUNT_WORD.search(text))
@@ -175,6 +286,8 @@ def best_quote(
     and skipped when ``passages`` has no such sentence. Letter and page furniture is cut off a
     sentence first; a sentence that is only that is never quoted."""
     sentences = {p.marker: split_sentences(p.text) for p in passages}
+    # by coverage: the thresholds below are stated in it (the evidence may be ranked by meaning)
+    evidence = sorted(evidence, key=lambda e: (-e.coverage, e.marker, e.position))
 
     def whole(e: Evidence, text: str) -> str:
         """The quoted sentence with the sentences that belong to it (rag/units.py)."""

@@ -16,8 +16,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .checks import CheckedQuestion, Draft, Refuse, build_checks, run_checks
-from .evidence import Evidence, best_quote, expected_kind, focus, rank_evidence
+import numpy as np
+
+from .checks import CheckedQuestion, Draft, Refuse, build_checks, expansion_in, run_checks
+from .evidence import (
+    Evidence,
+    SentenceScorer,
+    best_quote,
+    expected_kind,
+    focus,
+    part_evidence,
+    rank_by_meaning,
+    rank_evidence,
+    weak_words,
+)
 from .guard import check_question, strip_instructions
 from .language import detect_language
 from .llm import GenerationParams, LLMBackend, load_llm
@@ -26,6 +38,7 @@ from .recency import label_sources, order_by_year, reorders
 from .retrieve import Filters, Retriever, SearchResult
 from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent, Timings, TokenEvent, Turn
 from .settings import Settings
+from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion
 from .text.idf import IdfFn, uniform_idf
 from .text.sentences import split_sentences
 from .types import Chunk, Hit, Passage
@@ -87,7 +100,8 @@ def build_context(
 def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str) -> list[dict[str, str]]:
     """System prompt and few-shot examples first (fixed, so their KV cache is reused), then
     the numbered passages and the question."""
-    user = prompts.context([p.__dict__ for p in passages], question)
+    dutch = detect_language(primary_question(question)) in ("nl", None)
+    user = prompts.context([p.__dict__ for p in passages], question, dutch=dutch)
     return [
         {"role": "system", "content": prompts.system()},
         *prompts.few_shot_messages(),
@@ -95,11 +109,29 @@ def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str
     ]
 
 
-def focus_context(ctx: Context, prompts: PromptSet, idf: IdfFn, max_sentences: int, unit_chars: int = 0) -> Context:
+def focus_context(
+    ctx: Context,
+    prompts: PromptSet,
+    idf: IdfFn,
+    max_sentences: int,
+    unit_chars: int = 0,
+    meaning: SentenceScorer | None = None,
+    meaning_below: float = 0.0,
+) -> Context:
     """Context compression: each passage cut to the sentences that cover the question best
-    (with the sentences that belong to the best one, up to ``unit_chars``)."""
+    (with the sentences that belong to the best one, up to ``unit_chars``). With ``meaning``, a
+    question that is not in Dutch, or whose words no sentence covers ``meaning_below`` of, has
+    the sentences ranked by meaning too (the embedder's similarity)."""
     evidence = rank_evidence(ctx.question, ctx.passages, idf)
-    shown = [focus(p, evidence, max_sentences, unit_chars) for p in ctx.passages]
+    if meaning is not None and (
+        weak_words(evidence, meaning_below) or detect_language(primary_question(ctx.question)) not in ("nl", None)
+    ):
+        evidence = rank_by_meaning(primary_question(ctx.question), evidence, meaning)
+    # a two-part question: the sentence that answers each part stays in view too
+    also: dict[int, list[int]] = {}
+    for _, e in part_evidence(primary_question(ctx.question), ctx.passages, idf):
+        also.setdefault(e.marker, []).append(e.position)
+    shown = [focus(p, evidence, max_sentences, unit_chars, also.get(p.marker, ())) for p in ctx.passages]
     return Context(
         hits=ctx.hits,
         passages=ctx.passages,
@@ -137,6 +169,15 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
+def names_asked_abbreviation(question: str, hits: Sequence[Hit]) -> bool:
+    """Does a retrieved passage name the abbreviation the question asks about ("Waar staat SES
+    voor?")? A question of a few letters embeds poorly (its dense score stays under the refusal
+    threshold, in English all the more), but a passage that names it may define it; if none
+    does, the expansion check and the quote refuse all the same."""
+    short = asked_abbreviation(primary_question(question))
+    return short is not None and any(re.search(rf"\b{re.escape(short)}\b", h.text) for h in hits)
+
+
 def cited_quote(text: str, marker: int = 1) -> str:
     """A quoted passage text with its marker after every sentence ("… plekken [1]. Hiermee …
     [1]."): each sentence of an answer shows where it stands. A question that opens a quote
@@ -149,6 +190,13 @@ def cited_quote(text: str, marker: int = 1) -> str:
         body, tail = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!" else (sentence, ".")
         out.append(f"{body.rstrip()} [{marker}]{tail}")
     return " ".join(out)
+
+
+def quoted(event: DoneEvent, reason: str) -> DoneEvent:
+    """Mark an answer as a literal passage text that stands in for a refused model answer."""
+    event.answer.quoted = True
+    event.answer.quote_reason = reason
+    return event
 
 
 def to_citation(marker: int, hit: Hit) -> Citation:
@@ -248,6 +296,22 @@ class Pipeline:
             h.rank = r
         return SearchResult(query=standalone, hits=hits, timings=result.timings, generation=result.generation)
 
+    def definition_first(self, result: SearchResult, question: str, filters: Filters | None) -> SearchResult:
+        """'Waar staat SES voor?': when no retrieved passage defines the abbreviation the question
+        asks about, the passage that does (found by its letters, BM25 under the same filters)
+        comes first. Dense search ranks a few capitals poorly, in English all the more."""
+        short = asked_abbreviation(primary_question(question))
+        if short is None or any(find_expansion(short, h.text) for h in result.hits):
+            return result
+        lexical = self.retriever.search(short, top_k=self.settings.candidates, filters=filters, fusion="bm25")
+        defining = next((h for h in lexical.hits if find_expansion(short, h.text)), None)
+        if defining is None:
+            return result
+        hits = [defining, *(h for h in result.hits if h.chunk_id != defining.chunk_id)][: max(len(result.hits), 1)]
+        for r, h in enumerate(hits, start=1):
+            h.rank = r
+        return SearchResult(query=result.query, hits=hits, timings=result.timings, generation=result.generation)
+
     # -- the whole pipeline ----------------------------------------------------------
     def stream(
         self,
@@ -300,11 +364,12 @@ class Pipeline:
         k = top_k or s.answer_top_k
         by_year = reorders(primary_question(standalone), s.year_margin, s.recency_margin)
         result = self.search(standalone, 3 * k if by_year else k, filters)
+        result = self.definition_first(result, standalone, filters)
         generation = result.generation or None
         timings.retrieval_ms = round((time.perf_counter() - t0) * 1000, 1)
 
         best = max((h.dense_score or 0.0 for h in result.hits), default=0.0)
-        if not result.hits or best < s.refusal_min_score:
+        if not result.hits or (best < s.refusal_min_score and not names_asked_abbreviation(standalone, result.hits)):
             yield SourcesEvent(sources=[])
             yield done(self.prompts.refusal, True, [], "no_relevant_passages")
             return
@@ -314,7 +379,10 @@ class Pipeline:
         hits = self.whole_units(result)
         ctx = build_context(standalone, hits, self.prompts, self.llm.count_tokens, s.context_tokens)
         if s.focus_sentences > 0:
-            ctx = focus_context(ctx, self.prompts, self.idf(), s.focus_sentences, s.unit_max_chars)
+            meaning = self.sentence_similarity if s.focus_by_meaning else None
+            ctx = focus_context(
+                ctx, self.prompts, self.idf(), s.focus_sentences, s.unit_max_chars, meaning, s.focus_by_meaning_below
+            )
         given[:] = [to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)]
         yield SourcesEvent(sources=given)
 
@@ -358,6 +426,13 @@ class Pipeline:
 
         return expand_hits(result.hits, neighbour, self.settings.unit_max_chars)
 
+    def sentence_similarity(self, question: str, sentences: Sequence[str]) -> list[float]:
+        """Cosine of the question and each sentence with the embedder already loaded for search."""
+        embedder = self.retriever.embedder
+        q = np.asarray(embedder.embed_query(question), dtype=np.float32).reshape(-1)
+        d = np.asarray(embedder.embed_documents(list(sentences)), dtype=np.float32)
+        return (d @ q).tolist() if len(d) else []
+
     def idf(self) -> IdfFn:
         """IDF weights of the live index generation (uniform when it has no BM25 part)."""
         bm25 = getattr(self.retriever.reader.snapshot(), "bm25", None)
@@ -375,6 +450,7 @@ class Pipeline:
             refusal=refusal,
             system_prompt=self.prompts.system(),
             translate=lambda text: self.translate(text, ctx),
+            idf=self.idf(),
         )
         outcome = run_checks(self.checks, Draft(raw), question)
         if isinstance(outcome, Refuse):
@@ -394,17 +470,28 @@ class Pipeline:
         covers enough of the question (then the caller refuses)."""
         if self.settings.quote_min_coverage <= 0:
             return None
+        if short := asked_abbreviation(primary_question(ctx.question)):
+            # "Waar staat GON voor?": the long form a passage defines, or nothing (a sentence
+            # that merely uses the abbreviation does not say what it stands for)
+            found = expansion_in(short, ctx.passages)
+            if found is None:
+                return None
+            return quoted(
+                done(f"{expansion_sentence(short, found[1])} [1].", False, self.citations(ctx, [found[0]])), reason
+            )
         kind = kind or expected_kind(primary_question(ctx.question))
         evidence = ctx.evidence if ctx.evidence is not None else rank_evidence(ctx.question, ctx.passages, self.idf())
         best = best_quote(
-            ctx.question, evidence, self.settings.quote_min_coverage, kind, ctx.passages, self.settings.unit_max_chars
+            ctx.question,
+            evidence,
+            self.settings.quote_min_coverage,
+            kind,
+            ctx.passages,
+            self.settings.unit_max_chars,
         )
         if best is None:
             return None
-        event = done(cited_quote(best.text), False, self.citations(ctx, [best.marker]))
-        event.answer.quoted = True
-        event.answer.quote_reason = reason
-        return event
+        return quoted(done(cited_quote(best.text), False, self.citations(ctx, [best.marker])), reason)
 
     def translate(self, raw: str, ctx: Context) -> str:
         """One retry when the model answered in another language: ask for the Dutch text."""

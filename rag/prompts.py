@@ -123,8 +123,10 @@ class PromptSet:
             messages.append({"role": "assistant", "content": answer})
         return messages
 
-    def context(self, passages: list[dict[str, Any]], question: str) -> str:
-        return self.templates["context"].render(self.env, passages=passages, question=question)
+    def context(self, passages: list[dict[str, Any]], question: str, dutch: bool = True) -> str:
+        """The user message; a question in another language gets the reminder to answer in Dutch
+        next to it (the model tends to answer in the question's language)."""
+        return self.templates["context"].render(self.env, passages=passages, question=question, dutch=dutch)
 
     def condense(self, history: list[dict[str, str]], question: str) -> str:
         return self.templates["condense"].render(self.env, history=history, question=question)

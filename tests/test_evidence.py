@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rag.evidence import (
     answers_kind,
     best_quote,
@@ -184,3 +186,70 @@ def test_evidence_ranking_is_the_same_in_every_process():
             subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
         )
     assert len(outs) == 1, outs
+
+
+# -- ranking by meaning (an English question over Dutch passages) ------------------------------
+
+
+def test_an_english_question_brings_the_answering_sentence_into_view():
+    from rag.evidence import rank_by_meaning, weak_words
+
+    passage = Passage(
+        1,
+        "Het afgelopen jaar zijn we met inwoners in gesprek gegaan. Er komen richtlijnen vanuit het Rijk. "
+        "Voor asielzoekers werken we toe naar drie structurele opvanglocaties met in totaal 960 plekken.",
+        "Jaarstukken 2024",
+        "Nieuwkomers",
+    )
+    question = "How many places will the structural reception locations have?"
+    evidence = rank_evidence(question, [passage])
+    assert weak_words(evidence, 0.01)  # no Dutch word of the passages is in the question
+    assert "960" not in focus(passage, evidence, max_sentences=1).text  # the words alone miss it
+
+    def score(q, sentences):  # a stand-in for the embedder: the sentence about places is nearest
+        return [0.7 if "plekken" in s else 0.2 for s in sentences]
+
+    ranked = rank_by_meaning(question, evidence, score)
+    assert ranked[0].similarity == 0.7 and ranked[0].coverage == 0.0  # coverage stays lexical
+    assert "960 plekken" in focus(passage, ranked, max_sentences=1).text
+
+
+def test_quotes_are_chosen_by_coverage_whatever_the_order():
+    from dataclasses import replace
+
+    from rag.evidence import best_quote
+
+    passage = Passage(1, "De opvang aan de Sontweg is permanent. Het weer was goed in de zomer van dat jaar.", "T", "")
+    question = "Welke opvang is permanent?"
+    evidence = rank_evidence(question, [passage])
+    # ranked by meaning, a sentence of less coverage may come first
+    by_meaning = [replace(e, similarity=0.5) for e in reversed(evidence)]
+    assert by_meaning[0].text.startswith("Het weer")
+    assert best_quote(question, by_meaning, 0.3).text.startswith("De opvang aan de Sontweg")
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Wanneer is de opvang aan de Eemsgolaan opengegaan?", "date"),
+        ("Wanneer lopen de overeenkomsten af?", "date"),
+        # a modal verb: the question asks for the conditions (legal and policy Dutch)
+        ("Wanneer kan het college een vergunning weigeren?", None),
+        ("Wanneer moet een aanvraag worden ingediend?", None),
+        ("When can the council refuse a permit?", None),
+    ],
+)
+def test_when_asks_for_a_date_or_for_conditions(question, kind):
+    assert expected_kind(question) == kind
+
+
+def test_a_recurring_moment_answers_when():
+    assert answers_kind("Het spreekuur is op de eerste dinsdag van de maand [1].", "date")
+    assert answers_kind("De raad vergadert maandelijks [1].", "date")
+    assert not answers_kind("Het spreekuur is in het wijkcentrum.", "date")  # (markers are stripped first)
+
+
+def test_spending_asks_for_money():
+    assert expected_kind("Hoeveel heeft de gemeente in 2024 uitgegeven aan de winteropvang?") == "amount"
+    assert expected_kind("How much did the council spend on the shelter?") == "amount"
+    assert expected_kind("Hoeveel plekken heeft de opvang?") == "number"

@@ -117,7 +117,7 @@ def test_system_prompt_leak_is_blocked(pipeline_factory):
 
 def test_english_answer_is_translated(pipeline_factory):
     def reply(messages):
-        if "Nederlands" in messages[-1]["content"] and messages[-2]["role"] == "assistant":
+        if messages[-1]["content"].startswith("Geef hetzelfde antwoord in het Nederlands"):
             return "De nachtopvang aan de Hereweg krijgt 60 extra plekken [1]."
         return "The night shelter on the Hereweg gets 60 extra places [1]."
 
@@ -314,3 +314,65 @@ def test_a_named_document_year_comes_first(tmp_path, settings, hash_embedder):
 )
 def test_the_document_years_a_question_names(question, years):
     assert named_years(question) == years
+
+
+def test_an_abbreviation_is_answered_by_its_definition(tmp_path, settings, hash_embedder):
+    """'Waar staat GON voor?': a question of three letters embeds under the refusal threshold, but
+    a passage names GON; the model declines, and the long form the passage defines is the answer."""
+    docs = {
+        "begroting-2020-zorg.md": "# Zorg\n\n## Netwerk\n\nDe gemeente stelt het GebiedsOndersteunend Netwerk (GON) "
+        "in werking. Het GON werkt samen met de WIJ-teams in de wijken.\n"
+    }
+    ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
+    settings.refusal_min_score = 0.99
+    prompts = PromptSet()
+    llm = ScriptedLLM(prompts.refusal)
+    pipeline = Pipeline(settings, Retriever(settings, hash_embedder), llm)
+    a = pipeline.ask("Waar staat GON voor?")
+    assert not a.refused and a.quoted
+    assert a.answer == "GON staat voor GebiedsOndersteunend Netwerk [1]." and a.citations[0].section == "Netwerk"
+    # an abbreviation no passage names is still refused before the model is asked
+    calls = len(llm.calls)
+    b = pipeline.ask("Waar staat DUMO voor?")
+    assert b.refused and b.refusal_reason == "no_relevant_passages" and len(llm.calls) == calls
+
+
+def test_a_long_form_the_model_invents_is_not_shown(tmp_path, settings, hash_embedder):
+    docs = {"jaarstukken-2024-opvang.md": "# Opvang\n\nDe opvang wordt gefinancierd via de DUMO en de DUVO.\n"}
+    ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
+    settings.refusal_min_score = -1.0
+    llm = ScriptedLLM("DUMO staat voor Decentralisatie-uitkering Maatschappelijke Opvang [1].")
+    a = Pipeline(settings, Retriever(settings, hash_embedder), llm).ask("Waar staat DUMO voor?")
+    assert a.refused and a.refusal_reason == "unsupported" and not a.quoted
+
+
+def test_a_question_in_english_is_asked_to_be_answered_in_dutch():
+    from rag.pipeline import chat_messages
+    from rag.types import Passage
+
+    passages = [Passage(1, "De locatie groeit van 110 naar 600 plekken.", "Jaarstukken 2024", "Nieuwkomers")]
+    english = chat_messages(PromptSet(), passages, "To how many places is the location being expanded?")
+    dutch = chat_messages(PromptSet(), passages, "Tot hoeveel plekken wordt de locatie uitgebreid?")
+    assert english[-1]["content"].endswith("Antwoord in het Nederlands.")
+    assert "Antwoord in het Nederlands" not in dutch[-1]["content"]
+    assert english[:-1] == dutch[:-1]  # the cached prefix is the same
+
+
+def test_the_passage_that_defines_an_abbreviation_comes_first(tmp_path, settings, hash_embedder):
+    """Dense search ranks a few capitals poorly: a passage that only uses the abbreviation (and
+    shares the question's words) outranks the one that defines it; the definition is put first."""
+    docs = {
+        "raadsbrief-2022-gon.md": "# Wijken\n\nWaar staat het GON voor in de wijk? Het GON staat voor de wijk klaar.\n",
+        "begroting-2020-zorg.md": "# Zorg\n\nDe gemeente stelt het GebiedsOndersteunend Netwerk (GON) in werking.\n",
+    }
+    ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
+    settings.refusal_min_score = -1.0
+    settings.answer_top_k = 1
+    retriever = Retriever(settings, hash_embedder)
+    assert "(GON)" not in retriever.search("Waar staat GON voor?", top_k=1).hits[0].text  # dense alone misses it
+    llm = ScriptedLLM(PromptSet().refusal)
+    a = Pipeline(settings, retriever, llm).ask("Waar staat GON voor?")
+    assert "(GON)" in llm.calls[0][-1]["content"]
+    assert a.answer == "GON staat voor GebiedsOndersteunend Netwerk [1]." and a.citations[0].doc_id.endswith(
+        "begroting-2020-zorg"
+    )
