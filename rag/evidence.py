@@ -277,9 +277,12 @@ def best_quote(
     kind: str | None = None,
     passages: Sequence[Passage] = (),
     unit_chars: int = 0,
+    accept: Callable[[str], bool] | None = None,
 ) -> Evidence | None:
     """The sentence to quote when the model's own answer is not usable: the best-covering
-    sentence that holds the kind of answer asked for, if it covers enough of the question.
+    sentence that holds the kind of answer asked for, if it covers enough of the question
+    (and, with ``accept``, passes it: the pipeline's check that the sentence means what the
+    question asks, not only shares its words).
 
     A question is no answer: a rhetorical one ("Bent u het niet eens met de aanslag?") is
     quoted together with the sentence after it in its passage ("Dan kunt u bezwaar maken."),
@@ -315,6 +318,11 @@ def best_quote(
             text = f"{text.rstrip()} {following[0]}"
         else:
             text = whole(e, text)
-        if answers_kind(text, kind) and len(text) >= 20 and novel_terms(text, question):
+        if (
+            answers_kind(text, kind)
+            and len(text) >= 20
+            and novel_terms(text, question)
+            and (accept is None or accept(text))
+        ):
             return replace(e, text=text)
     return None

@@ -433,6 +433,17 @@ class Pipeline:
         d = np.asarray(embedder.embed_documents(list(sentences)), dtype=np.float32)
         return (d @ q).tolist() if len(d) else []
 
+    def means_the_question(self, question: str) -> Callable[[str], bool]:
+        """A quote must be near the question in meaning, not only share its words: the model
+        declined or was refused for a reason, and a sentence about the same things that does
+        not say what was asked ("Wie is de directeur van WIJ Groningen?" -> a sentence naming
+        WIJ Groningen) is no answer (``quote_min_similarity``)."""
+
+        def accept(text: str) -> bool:
+            return self.sentence_similarity(question, [text])[0] >= self.settings.quote_min_similarity
+
+        return accept
+
     def idf(self) -> IdfFn:
         """IDF weights of the live index generation (uniform when it has no BM25 part)."""
         bm25 = getattr(self.retriever.reader.snapshot(), "bm25", None)
@@ -488,6 +499,9 @@ class Pipeline:
             kind,
             ctx.passages,
             self.settings.unit_max_chars,
+            accept=self.means_the_question(primary_question(ctx.question))
+            if self.settings.quote_min_similarity > 0
+            else None,
         )
         if best is None:
             return None

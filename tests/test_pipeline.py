@@ -376,3 +376,18 @@ def test_the_passage_that_defines_an_abbreviation_comes_first(tmp_path, settings
     assert a.answer == "GON staat voor GebiedsOndersteunend Netwerk [1]." and a.citations[0].doc_id.endswith(
         "begroting-2020-zorg"
     )
+
+
+def test_a_quote_must_be_near_the_question_in_meaning(pipeline_factory):
+    """Words in common are not meaning in common: a sentence under quote_min_similarity (the
+    embedder's cosine with the question) is not quoted, and the refusal stands."""
+    p, _ = pipeline_factory("De nachtopvang krijgt 600 extra plekken [1].")
+    p.settings.quote_min_coverage = 0.3
+    question = "Hoeveel extra plekken krijgt de nachtopvang?"
+    sentence = "De nachtopvang aan de Hereweg krijgt 60 extra plekken."
+    similarity = p.sentence_similarity(question, [sentence])[0]
+    p.settings.quote_min_similarity = similarity - 0.01
+    assert p.ask(question).quoted
+    p.settings.quote_min_similarity = similarity + 0.01
+    a = p.ask(question)
+    assert a.refused and a.refusal_reason == "unsupported" and not a.quoted
