@@ -65,6 +65,7 @@ _EXPECTS_AMOUNT = re.compile(
 )
 _MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\d\s*(miljoen|miljard|duizend|mln|mld)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+_YEAR = re.compile(r"(?<![\d.,-])(?:19|20)\d\d(?:\s*[-–]\s*(?:19|20)?\d\d)?(?![\d.,]\d)")
 # a moment that recurs or is named without digits: "op de eerste dinsdag van de maand", "jaarlijks"
 _RECURRING = re.compile(
     r"\b(maandag|dinsdag|woensdag|donderdag|vrijdag|zaterdag|zondag|dagelijks|wekelijks|maandelijks|"
@@ -267,7 +268,8 @@ def answers_kind(text: str, kind: str | None) -> bool:
         return bool(_DIGIT.search(text) or _MONTH.search(text) or _RECURRING.search(text))
     if kind == "amount":
         return bool(_MONEY.search(text))
-    return bool(_DIGIT.search(text) or COUNT_WORD.search(text))
+    # a year is no count: "In 2024 zijn de voorbereidingen getroffen …" does not say how many
+    return bool(_DIGIT.search(_YEAR.sub(" ", text)) or COUNT_WORD.search(text))
 
 
 def best_quote(

@@ -253,3 +253,12 @@ def test_spending_asks_for_money():
     assert expected_kind("Hoeveel heeft de gemeente in 2024 uitgegeven aan de winteropvang?") == "amount"
     assert expected_kind("How much did the council spend on the shelter?") == "amount"
     assert expected_kind("Hoeveel plekken heeft de opvang?") == "number"
+
+
+def test_a_year_is_no_count():
+    assert not answers_kind("In 2024 zijn de voorbereidingen getroffen voor de opvanglocatie.", "number")
+    assert not answers_kind("Het programma loopt van 2023-2026.", "number")
+    assert answers_kind("In 2024 kwamen er 300 professionals.", "number")
+    assert answers_kind("De locatie heeft 2.000 plekken.", "number")
+    assert answers_kind("In 2024 is gewerkt aan twee locaties.", "number")
+    assert answers_kind("Sinds 2015.", "date")
