@@ -28,7 +28,7 @@ from .text.numbers import COUNT_WORD, numbers_in
 from .text.sentences import split_sentences
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
-from .units import continuation
+from .units import continuation, premise
 
 # Question words and the kind of answer they ask for.
 _EXPECTS_NUMBER = re.compile(
@@ -186,6 +186,8 @@ def focus(
     for i in also:
         if 0 <= i < len(sentences):
             keep += [i, *(continuation(sentences, i, unit_chars) if unit_chars > 0 else [])]
+    if unit_chars > 0:  # "Daarom …" keeps the sentence that gives the reason
+        keep += [j for i in set(keep) if (j := premise(sentences, i)) is not None]
     text = " ".join(sentences[i] for i in sorted(set(keep)))
     return Passage(marker=passage.marker, text=text, title=passage.title, section=passage.section)
 
@@ -300,7 +302,8 @@ def best_quote(
         if unit_chars <= 0 or e.position >= len(own):
             return text
         more = [own[i] for i in continuation(own, e.position, unit_chars)]
-        return " ".join([text.rstrip(), *more]) if more else text
+        before = premise(own, e.position)
+        return " ".join([*([own[before]] if before is not None else []), text.rstrip(), *more])
 
     for e in evidence:  # a question about a letter's head or signature: the field, not the block
         if e.coverage < min_coverage:

@@ -12,7 +12,8 @@ together, in two places:
   introduction from the previous chunk, within ``max_chars``;
 * :func:`continuation` — the sentences after a chosen sentence that belong to it (list items
   after an introduction, "Hiermee wordt bedoeld …", "Dit betekent …"), used when a passage is
-  focused to its best sentences and when a sentence is quoted as the answer;
+  focused to its best sentences and when a sentence is quoted as the answer; :func:`premise`,
+  the sentence before one that draws its consequence ("Daarom is het …"), is kept with it;
 * :func:`enumerations` and :func:`asks_for_a_list` — the line lists of a passage and the
   questions that ask for one, for the answer check that does not let half a list pass as all of
   it (rag/checks.py: ``list_complete``).
@@ -34,6 +35,15 @@ _BACK_REFERENCE = re.compile(
     r"deze (?:groep|mensen|inwoners|personen|zijn|is)|this means|these are|namely)\b",
     re.IGNORECASE,
 )
+# a sentence that states the consequence of the one before it: the reason is there ("Mensenhandel
+# wordt vaak gepleegd in criminele samenwerkingsverbanden. Daarom is het een vorm van
+# ondermijnende criminaliteit.")
+_CONSEQUENCE = re.compile(
+    r"^\s*(?:daarom|hierom|daardoor|hierdoor|dus|zodoende|vandaar|om (?:die|deze) redenen?|"
+    r"(?:dit|dat) (?:heeft|leidt|heeft geleid) (?:ertoe|er toe)|als gevolg (?:daarvan|hiervan)|"
+    r"therefore|for this reason|as a result|this is why)\b",
+    re.IGNORECASE,
+)
 # a list item: a bullet, "a.", "a)", "1.", "1)" or "(a)" at the start
 LIST_ITEM = re.compile(r"^\s*(?:[-•–*▪]\s|\(?[a-z]\)\s|\(?\d{1,2}[.)]\s|[a-z]\.\s)", re.IGNORECASE)
 _MAX_CONTINUATION = 12  # list items or back-referring sentences added to one sentence
@@ -50,6 +60,15 @@ def continues(previous: str, sentence: str) -> bool:
     if LIST_ITEM.match(sentence):
         return opens_list(previous) or bool(LIST_ITEM.match(previous))
     return opens_list(previous) or bool(_BACK_REFERENCE.match(sentence))
+
+
+def premise(sentences: Sequence[str], position: int) -> int | None:
+    """The position of the sentence that ``sentences[position]`` draws its consequence from
+    ("Daarom …", "Dit heeft ertoe geleid dat …"), or None."""
+    if 0 < position < len(sentences) and _CONSEQUENCE.match(sentences[position]):
+        if content_of(sentences[position - 1]) == sentences[position - 1]:
+            return position - 1
+    return None
 
 
 def continuation(sentences: Sequence[str], position: int, max_chars: int = 900) -> list[int]:

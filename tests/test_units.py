@@ -138,3 +138,22 @@ def test_a_quote_keeps_the_explanation_of_its_sentence():
     assert quoted is not None and "vrijheidsbeperkende straf" in quoted.text
     assert "Meetingpoint" not in quoted.text
     assert len(split_sentences(quoted.text)) == 2
+
+
+def test_a_consequence_keeps_its_reason():
+    from rag.evidence import best_quote, focus, rank_evidence
+    from rag.types import Passage
+    from rag.units import premise
+
+    text = (
+        "Mensenhandel draait om uitbuiting. Mensenhandel wordt vaak gepleegd in criminele samenwerkingsverbanden. "
+        "Daarom is het een vorm van ondermijnende criminaliteit. Gemeenten zijn verantwoordelijk voor preventie."
+    )
+    passage = Passage(1, text, "Begroting 2023", "Zorg en veiligheid")
+    question = "Waarom is mensenhandel een vorm van ondermijnende criminaliteit?"
+    evidence = rank_evidence(question, [passage])
+    shown = focus(passage, evidence, max_sentences=1, unit_chars=1500).text
+    assert shown.startswith("Mensenhandel wordt vaak gepleegd in criminele samenwerkingsverbanden. Daarom")
+    quote = best_quote(question, evidence, 0.3, passages=[passage], unit_chars=1500)
+    assert quote is not None and quote.text.startswith("Mensenhandel wordt vaak gepleegd")
+    assert premise(["Het regent.", "De zon schijnt."], 1) is None
