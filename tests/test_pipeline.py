@@ -391,3 +391,27 @@ def test_a_quote_must_be_near_the_question_in_meaning(pipeline_factory):
     p.settings.quote_min_similarity = similarity + 0.01
     a = p.ask(question)
     assert a.refused and a.refusal_reason == "unsupported" and not a.quoted
+
+
+def test_the_definition_search_keeps_to_the_callers_access(tmp_path, settings, hash_embedder):
+    """The extra search for a definition runs under the caller's filters: a definition in a
+    document of another group is never added (nor the abbreviation's long form shown)."""
+    from rag.indexing import ingest_paths
+
+    open_folder, closed_folder = tmp_path / "open", tmp_path / "closed"
+    open_folder.mkdir()
+    closed_folder.mkdir()
+    (open_folder / "raadsbrief-2022-gon.md").write_text("# Wijken\n\nHet GON werkt in de wijk.\n", encoding="utf-8")
+    (closed_folder / "memo-2024-gon.md").write_text(
+        "# Memo\n\nDe gemeente stelt het GebiedsOndersteunend Netwerk (GON) in werking.\n", encoding="utf-8"
+    )
+    ingest_paths([open_folder], settings, hash_embedder)
+    ingest_paths([closed_folder], settings, hash_embedder, groups=["directie"])
+    settings.refusal_min_score = -1.0
+    llm = ScriptedLLM(PromptSet().refusal)
+    pipeline = Pipeline(settings, Retriever(settings, hash_embedder), llm)
+    a = pipeline.ask("Waar staat GON voor?", filters=Filters(groups=["burgerzaken"]))
+    assert a.refused and "GebiedsOndersteunend" not in a.answer
+    assert all("GebiedsOndersteunend" not in m["content"] for m in llm.calls[0])
+    b = pipeline.ask("Waar staat GON voor?", filters=Filters(groups=["directie"]))
+    assert b.answer == "GON staat voor GebiedsOndersteunend Netwerk [1]."
