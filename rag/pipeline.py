@@ -64,6 +64,8 @@ class Context:
     question: str = ""
     # the passages' sentences ranked against the question, once per question (focus and quote)
     evidence: list[Evidence] | None = None
+    # each part of a two-part question with its best sentence, once per question (focus and checks)
+    parts: list[tuple[str, Evidence]] | None = None
 
 
 def build_context(
@@ -128,8 +130,9 @@ def focus_context(
     ):
         evidence = rank_by_meaning(primary_question(ctx.question), evidence, meaning)
     # a two-part question: the sentence that answers each part stays in view too
+    parts = part_evidence(primary_question(ctx.question), ctx.passages, idf)
     also: dict[int, list[int]] = {}
-    for _, e in part_evidence(primary_question(ctx.question), ctx.passages, idf):
+    for _, e in parts:
         also.setdefault(e.marker, []).append(e.position)
     shown = [focus(p, evidence, max_sentences, unit_chars, also.get(p.marker, ())) for p in ctx.passages]
     return Context(
@@ -138,6 +141,7 @@ def focus_context(
         messages=chat_messages(prompts, shown, ctx.question),
         question=ctx.question,
         evidence=evidence,
+        parts=parts,
     )
 
 
@@ -439,8 +443,15 @@ class Pipeline:
         not say what was asked ("Wie is de directeur van WIJ Groningen?" -> a sentence naming
         WIJ Groningen) is no answer (``quote_min_similarity``)."""
 
+        embedder = self.retriever.embedder
+        q: np.ndarray | None = None  # embedded once, when the first candidate is weighed
+
         def accept(text: str) -> bool:
-            return self.sentence_similarity(question, [text])[0] >= self.settings.quote_min_similarity
+            nonlocal q
+            if q is None:
+                q = np.asarray(embedder.embed_query(question), dtype=np.float32).reshape(-1)
+            d = np.asarray(embedder.embed_documents([text]), dtype=np.float32).reshape(-1)
+            return float(d @ q) >= self.settings.quote_min_similarity
 
         return accept
 
@@ -463,6 +474,8 @@ class Pipeline:
             translate=lambda text: self.translate(text, ctx),
             idf=self.idf(),
         )
+        if ctx.parts is not None:
+            question.parts = ctx.parts  # ranked for the focus already
         outcome = run_checks(self.checks, Draft(raw), question)
         if isinstance(outcome, Refuse):
             reason = outcome.reason.value
