@@ -6,7 +6,8 @@ Layout of ``index_dir``::
     .lock                held (flock) by the one writer at a time
     gen-000007/
         manifest.json    embedder id, dimension, normalisation, counts, chunking settings
-        chunks.sqlite    documents + chunks (text, heading path, page, metadata)
+        chunks.sqlite    documents + chunks (text, heading path, page, span in the document's
+                         normalised text) + sections (the document's text, for the viewer)
         vectors.faiss    inner product over normalised vectors; ids are chunk ids (see below)
         bm25/            bm25s index + row -> chunk id map
 
@@ -54,7 +55,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
 from .lexical import BM25Index
-from .types import Chunk, Document
+from .types import Chunk, Document, Section
 
 FORMAT_VERSION = 1
 _SCHEMA = """
@@ -76,9 +77,20 @@ CREATE TABLE IF NOT EXISTS chunks (
     position INTEGER NOT NULL,
     text TEXT NOT NULL,
     heading_path TEXT NOT NULL DEFAULT '[]',
-    page INTEGER
+    page INTEGER,
+    char_start INTEGER,
+    char_end INTEGER,
+    page_end INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS sections (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    heading_path TEXT NOT NULL DEFAULT '[]',
+    page INTEGER,
+    text TEXT NOT NULL,
+    PRIMARY KEY (doc_id, position)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -328,6 +340,9 @@ class IndexSnapshot:
         uri = f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1"
         self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
+        # generations written before spans and sections were kept lack them
+        self.has_spans = "char_start" in _columns(self.db, "chunks")
+        self.has_sections = bool(_columns(self.db, "sections"))
         self._filter_cache: OrderedDict[tuple[str, tuple[Any, ...]], np.ndarray] = OrderedDict()
         self._filter_lock = threading.Lock()
 
@@ -340,7 +355,8 @@ class IndexSnapshot:
             return {}
         q = (
             "SELECT c.chunk_id, c.doc_id, c.position, c.text, c.heading_path, c.page, "
-            "d.title, d.source, d.date, d.doc_type, d.year, d.groups "
+            + ("c.char_start, c.char_end, c.page_end, " if self.has_spans else _NO_SPANS)
+            + "d.title, d.source, d.date, d.doc_type, d.year, d.groups "
             "FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id IN (%s)"
         )
         out: dict[int, sqlite3.Row] = {}
@@ -387,8 +403,41 @@ class IndexSnapshot:
         rows = self.db.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,)).fetchall()
         return [_chunk(r) for r in rows]
 
+    def chunk(self, chunk_id: int) -> Chunk | None:
+        r = self.db.execute("SELECT * FROM chunks WHERE chunk_id = ?", (int(chunk_id),)).fetchone()
+        return _chunk(r) if r else None
+
+    def sections_of(self, doc_id: str) -> list[Section]:
+        """The document's sections as ingested (their texts joined by a blank line are the
+        normalised text that chunk spans point into); [] for a generation or document indexed
+        before they were kept."""
+        if not self.has_sections:
+            return []
+        rows = self.db.execute(
+            "SELECT heading_path, page, text FROM sections WHERE doc_id = ? ORDER BY position", (doc_id,)
+        ).fetchall()
+        return [Section(text=r["text"], heading_path=json.loads(r["heading_path"]), page=r["page"]) for r in rows]
+
+
+_NO_SPANS = "NULL AS char_start, NULL AS char_end, NULL AS page_end, "
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a copied older generation's tables up to the current schema (new columns are
+    NULL for the rows already there; the sections table is created by the schema)."""
+    have = _columns(db, "chunks")
+    if have:
+        for column in ("char_start", "char_end", "page_end"):
+            if column not in have:
+                db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER")
+
 
 def _chunk(r: sqlite3.Row) -> Chunk:
+    keys = r.keys()
     return Chunk(
         doc_id=r["doc_id"],
         text=r["text"],
@@ -396,6 +445,9 @@ def _chunk(r: sqlite3.Row) -> Chunk:
         page=r["page"],
         position=r["position"],
         chunk_id=r["chunk_id"],
+        char_start=r["char_start"] if "char_start" in keys else None,
+        char_end=r["char_end"] if "char_end" in keys else None,
+        page_end=r["page_end"] if "page_end" in keys else None,
     )
 
 
@@ -451,11 +503,20 @@ class IndexWriter:
         self.db = sqlite3.connect(folder / "chunks.sqlite")
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA foreign_keys = ON")
+        _migrate(self.db)
         self.db.executescript(_SCHEMA)
 
     def content_hash(self, doc_id: str) -> str | None:
-        r = self.db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        return r[0] if r else None
+        """The stored hash of ``doc_id``; "" for a document indexed before sections and spans
+        were kept (so that the next ingest indexes it again, even when its file is unchanged)."""
+        r = self.db.execute(
+            "SELECT content_hash, EXISTS(SELECT 1 FROM sections s WHERE s.doc_id = d.doc_id) "
+            "FROM documents d WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        return r[0] if r[1] else ""
 
     def doc_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT doc_id FROM documents")}
@@ -471,6 +532,7 @@ class IndexWriter:
             remove_vectors(self.vectors, ids)
         cur = self.db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        self.db.execute("DELETE FROM sections WHERE doc_id = ?", (doc_id,))
         return cur.rowcount > 0
 
     def upsert(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
@@ -493,11 +555,28 @@ class IndexWriter:
                 time.time(),
             ),
         )
+        self.db.executemany(
+            "INSERT INTO sections (doc_id, position, heading_path, page, text) VALUES (?,?,?,?,?)",
+            [
+                (doc.doc_id, i, json.dumps(sec.heading_path, ensure_ascii=False), sec.page, sec.text)
+                for i, sec in enumerate(doc.sections)
+            ],
+        )
         ids = []
         for c in chunks:
             cur = self.db.execute(
-                "INSERT INTO chunks (doc_id, position, text, heading_path, page) VALUES (?,?,?,?,?)",
-                (doc.doc_id, c.position, c.text, json.dumps(c.heading_path, ensure_ascii=False), c.page),
+                "INSERT INTO chunks (doc_id, position, text, heading_path, page, char_start, char_end, page_end) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    doc.doc_id,
+                    c.position,
+                    c.text,
+                    json.dumps(c.heading_path, ensure_ascii=False),
+                    c.page,
+                    c.char_start,
+                    c.char_end,
+                    c.page_end,
+                ),
             )
             assert cur.lastrowid is not None  # set by every INSERT
             c.chunk_id = int(cur.lastrowid)

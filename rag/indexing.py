@@ -17,6 +17,7 @@ from .embed import Embedder
 from .index import VectorIndexConfig, write_index
 from .ingest import IngestError, discover, parse_file
 from .settings import Settings
+from .spans import locate_chunks
 from .types import Chunk, Document
 
 
@@ -116,7 +117,7 @@ def ingest_paths(
                 continue
             seen.add(doc.doc_id)
             doc.metadata["path"] = str(path.resolve())
-            old_hash = writer.content_hash(doc.doc_id)
+            old_hash = writer.content_hash(doc.doc_id)  # "" : indexed before spans were kept
             if old_hash == doc.content_hash:
                 report.unchanged.append(doc.doc_id)
                 continue
@@ -126,6 +127,7 @@ def ingest_paths(
             if not chunks:
                 report.failed.append((str(path), "no text to index after parsing"))
                 continue
+            locate_chunks(doc, chunks)
             pending.append((doc, chunks, old_hash is not None))
 
         texts = [c.embed_text(doc.title) for doc, chunks, _ in pending for c in chunks]

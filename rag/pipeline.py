@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import CheckedQuestion, Draft, Refuse, build_checks, expansion_in, run_checks
+from .cite import annotate
 from .evidence import (
     Evidence,
     SentenceScorer,
@@ -211,6 +212,7 @@ def to_citation(marker: int, hit: Hit) -> Citation:
         source=hit.source,
         section=hit.section,
         page=hit.page,
+        page_end=hit.page_end if hit.page_end != hit.page else None,
         snippet=hit.text,
         score=round(float(hit.dense_score if hit.dense_score is not None else hit.score), 4),
         chunk_id=hit.chunk_id,
@@ -343,6 +345,7 @@ class Pipeline:
             timings.total_ms = round((time.perf_counter() - t0) * 1000, 1)
             if not refused and citations and s.source_labels:
                 text = label_sources(text, citations, given)  # "… (jaarstukken 2024) [1]."
+            annotate(text, citations, refused)
             return DoneEvent(
                 answer=Answer(
                     answer=text,
@@ -388,6 +391,7 @@ class Pipeline:
                 ctx, self.prompts, self.idf(), s.focus_sentences, s.unit_max_chars, meaning, s.focus_by_meaning_below
             )
         given[:] = [to_citation(p.marker, h) for p, h in zip(ctx.passages, ctx.hits)]
+        annotate("", given, refused=True)  # labels and public links; no answer to quote yet
         yield SourcesEvent(sources=given)
 
         params = GenerationParams(max_tokens=s.max_answer_tokens, temperature=0.0)

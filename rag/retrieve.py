@@ -255,6 +255,9 @@ def rank(
                 bm25_score=bm25.get(cid),
                 rank=r,
                 position=row["position"],
+                char_start=row["char_start"],
+                char_end=row["char_end"],
+                page_end=row["page_end"],
             )
         )
     return hits

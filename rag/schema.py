@@ -3,7 +3,8 @@ events of a streamed answer.
 
     {"answer": "… [1] … [2]", "refused": false,
      "citations": [{"marker": 1, "doc_id": "…", "title": "…", "source": "path or URL",
-                    "section": "heading path", "page": null, "snippet": "…", "score": 0.0}],
+                    "section": "heading path", "page": null, "snippet": "…", "score": 0.0,
+                    "label": "Begroting 2023", "quote": "…", "url": "/v1/documents/…/view?…"}],
      "timings": {"retrieval_ms": 0, "first_token_ms": 0, "total_ms": 0},
      "model": {"llm": "…", "embedder": "…"}}
 """
@@ -29,6 +30,23 @@ class Citation(BaseModel):
     doc_type: str | None = Field(None, description="Document type: begroting, jaarstukken, raadsbrief, …")
     date: str | None = Field(None, description="Document date (ISO), where known")
     year: int | None = Field(None, description="The year the document is about (a budget's year), where known")
+    label: str | None = Field(
+        None, description='Document type and date or year, for display: "Begroting 2023", "Raadsbrief 26-1-2022"'
+    )
+    page_end: int | None = Field(None, description="Last page of the passage (PDFs), where it spans pages")
+    quote: str | None = Field(
+        None, description="The sentence of the passage the answer rests on (highlighted in the document viewer)"
+    )
+    quote_start: int | None = Field(None, description="Offset of ``quote`` in ``snippet``")
+    quote_end: int | None = Field(None, description="End offset (exclusive) of ``quote`` in ``snippet``")
+    url: str | None = Field(
+        None,
+        description="The document viewer at this passage (highlighted): a signed, expiring link that needs no "
+        "API key, relative to the service's public base URL unless one is configured",
+    )
+    public_url: str | None = Field(
+        None, description="For web pages (FAQ, council website): the page itself, scrolled to the passage (#:~:text=)"
+    )
 
 
 class Timings(BaseModel):

@@ -50,6 +50,10 @@ class Chunk:
     page: int | None = None
     position: int = 0  # order within the document
     chunk_id: int | None = None
+    # where it stands in the document's normalised text (``Document.text``; rag/spans.py)
+    char_start: int | None = None
+    char_end: int | None = None
+    page_end: int | None = None  # the page of its last character (PDFs)
 
     @property
     def section(self) -> str:
@@ -80,6 +84,9 @@ class Hit:
     bm25_score: float | None = None
     rank: int = 0
     position: int | None = None  # the chunk's order within its document (whole-unit expansion)
+    char_start: int | None = None  # span in the document's normalised text (rag/spans.py)
+    char_end: int | None = None
+    page_end: int | None = None
 
     @property
     def section(self) -> str:
@@ -95,6 +102,9 @@ class Hit:
             "section": self.section,
             "heading_path": self.heading_path,
             "page": self.page,
+            "page_end": self.page_end,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
             "doc_type": self.doc_type,
             "date": self.date,
             "score": round(float(self.score), 6),
