@@ -23,6 +23,7 @@ from rag.settings import Settings
 from .config import ServiceSettings
 from .errors import ClientClosed, LLMUnavailable, NotReady
 from .limits import LLMGate
+from .links import LinkSigner
 from .logging import AuditLog
 from .metrics import Metrics
 from .run import Disconnected, PipelineRun
@@ -48,6 +49,7 @@ class AnswerService:
     limits: RequestLimits = field(default_factory=RequestLimits)
     audit: AuditLog | None = None
     load_error: Callable[[], str | None] = _no_error
+    links: LinkSigner | None = None  # signs the citations' viewer links
 
     @classmethod
     def from_settings(
@@ -58,6 +60,7 @@ class AnswerService:
         *,
         load_error: Callable[[], str | None] = _no_error,
         audit: AuditLog | None = None,
+        links: LinkSigner | None = None,
     ) -> AnswerService:
         """A service with its own LLM gate, worker pool and metrics as ``cfg`` says."""
         gate = LLMGate(cfg.llm_concurrency, cfg.llm_queue, cfg.llm_queue_timeout)
@@ -70,6 +73,7 @@ class AnswerService:
             limits=RequestLimits.from_settings(settings, cfg),
             audit=audit,
             load_error=load_error,
+            links=links if links is not None else LinkSigner.from_config(cfg),
         )
 
     def with_pipeline(self, pipeline: Callable[[], Any]) -> AnswerService:
@@ -93,8 +97,17 @@ class AnswerService:
     ) -> PipelineRun:
         """Start a run (for streaming its events). Raises NotReady, LLMBusy, ClientClosed."""
         pipeline = self.require_pipeline()
+        links = self.links
         run = PipelineRun(
-            pipeline, question, history, filters, top_k, gate=self.gate, workers=self.workers, metrics=self.metrics
+            pipeline,
+            question,
+            history,
+            filters,
+            top_k,
+            gate=self.gate,
+            workers=self.workers,
+            metrics=self.metrics,
+            link=(lambda citations: links.link(citations, filters.groups)) if links is not None else None,
         )
         return await run.start(disconnected)
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from rag.settings import ENV_PREFIX, VraagbaakSettings
@@ -55,6 +55,17 @@ class ServiceSettings(VraagbaakSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     cors_max_age: int = 600
+
+    # --- links to the document viewer (service/links.py) -----------------------------------
+    # Citations carry signed, expiring viewer links that need no API key (a Slack message,
+    # a Teams card, a new browser tab). The secret signs them: set the same one on every
+    # replica of a multi-host deployment; unset, one is created in data_dir/link-secret.
+    # public_base_url makes the links absolute (https://vraagbaak.gemeente.nl); empty =
+    # relative to the service. The bots need absolute links: they fall back to their own
+    # service URL when this is empty.
+    link_secret: SecretStr | None = None
+    link_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    public_base_url: str = ""
 
     # --- request validation ------------------------------------------------------------
     # (the question's maximum length is rag.settings.Settings.max_question_chars)
@@ -125,6 +136,14 @@ class ServiceSettings(VraagbaakSettings):
             out.append(o)
         return out
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"public_base_url {v!r} must start with http:// or https:// (or be empty)")
+        return v
+
     @model_validator(mode="after")
     def _no_wildcard_with_credentials(self) -> ServiceSettings:
         if self.cors_allow_credentials and "*" in self.cors_origins:
@@ -147,6 +166,10 @@ class ServiceSettings(VraagbaakSettings):
     @property
     def audit_db(self) -> Path:
         return self.resolve_data_dir() / "audit.sqlite"
+
+    @property
+    def link_secret_file(self) -> Path:
+        return self.resolve_data_dir() / "link-secret"
 
     @property
     def uploads_dir(self) -> Path:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from rag.retrieve import Filters
-from rag.schema import DoneEvent, Turn
+from rag.schema import Citation, DoneEvent, SourcesEvent, Turn
 
 from .errors import ClientClosed, LLMBusy
 from .limits import GateFull, LLMGate
@@ -44,6 +44,7 @@ class PipelineRun:
         gate: LLMGate,
         workers: WorkerPool,
         metrics: Metrics,
+        link: Callable[[list[Citation]], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.question = question
@@ -53,6 +54,7 @@ class PipelineRun:
         self.gate = gate
         self.workers = workers
         self.metrics = metrics
+        self.link = link  # adds the viewer links to the citations (service/links.py)
         self._stop = threading.Event()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +156,11 @@ class PipelineRun:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if self.link is not None:
+                if isinstance(item, SourcesEvent):
+                    self.link(item.sources)
+                elif isinstance(item, DoneEvent):
+                    self.link(item.answer.citations)
             if isinstance(item, DoneEvent):
                 self.finished = True
             yield item

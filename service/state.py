@@ -13,6 +13,7 @@ from .auth import KeyStore
 from .config import ServiceSettings
 from .feedback import FeedbackStore
 from .limits import LLMGate, RateLimiter
+from .links import LinkSigner
 from .logging import AuditLog
 from .metrics import Metrics
 from .workers import WorkerPool
@@ -34,11 +35,19 @@ class ServiceState:
     load_error: str | None = None
     loading: bool = False
     doc_lock: asyncio.Lock | None = None  # one ingest/removal at a time
+    links: LinkSigner | None = None  # signs the citations' viewer links (service/links.py)
     answers: AnswerService = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.links is None:
+            self.links = LinkSigner.from_config(self.cfg)
         self.answers = AnswerService.from_settings(
-            self.settings, self.cfg, lambda: self.pipeline, load_error=lambda: self.load_error, audit=self.audit
+            self.settings,
+            self.cfg,
+            lambda: self.pipeline,
+            load_error=lambda: self.load_error,
+            audit=self.audit,
+            links=self.links,
         )
 
     @property
