@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rag.ingest.discover import FOLDER_META_NAME, SIDECAR_SUFFIX
 from rag.ingest.errors import IngestError
 
-_OVERRIDE_KEYS = ("groups", "doc_type", "title")
+_OVERRIDE_KEYS = ("groups", "doc_type", "title", "date")
 
 
 def load_overrides(path: Path, root: Path | None) -> dict[str, Any]:
@@ -52,4 +53,16 @@ def _read_meta_file(meta_file: Path) -> dict[str, Any]:
             raise IngestError(f"invalid metadata file {meta_file.name}: '{key}' must be a string")
         if value.strip():
             out[key] = value.strip()
+    if data.get("date") is not None:
+        out["date"] = _iso_date(data["date"], meta_file)
     return out
+
+
+def _iso_date(value: Any, meta_file: Path) -> str:
+    """``date`` must be an ISO date string (``YYYY-MM-DD``), as ``Document.date`` is."""
+    try:
+        if isinstance(value, str) and len(value.strip()) == 10:
+            return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        pass
+    raise IngestError(f"invalid metadata file {meta_file.name}: 'date' must be a date as YYYY-MM-DD")

@@ -30,8 +30,9 @@ Metadata overrides
 ------------------
 A JSON object in ``<dir>/.vraagbaak.json`` (folder; nearer folders win, searched from
 ``root`` down to the file's folder) or ``<file>.meta.json`` (per file, wins over folders)
-may set ``groups`` (list of strings; replaces the ``groups`` argument), ``doc_type`` and
-``title``. Sidecar files are skipped by :func:`discover`.
+may set ``groups`` (list of strings; replaces the ``groups`` argument), ``doc_type``,
+``title`` and ``date`` (``YYYY-MM-DD``; wins over a date found in the file). Sidecar
+files are skipped by :func:`discover`.
 
 Plain-text conventions (council website exports)
 ------------------------------------------------
@@ -177,9 +178,10 @@ def _build_document(
         raise IngestError("no extractable text")
 
     doc_type = overrides.get("doc_type") or parsed.doc_type or guess_doc_type(path.stem, title)
+    date = overrides.get("date") or parsed.date
     year = year_from_text(path.stem) if parsed.year_from_name else None
-    if year is None and parsed.date:
-        year = int(parsed.date[:4])
+    if year is None and date:
+        year = int(date[:4])
 
     return Document(
         doc_id=doc_id,
@@ -187,7 +189,7 @@ def _build_document(
         source=source,
         sections=sections,
         content_hash=hashlib.sha256(data).hexdigest(),
-        date=parsed.date,
+        date=date,
         doc_type=doc_type,
         year=year,
         groups=list(overrides["groups"]) if "groups" in overrides else list(groups or []),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from rag.ingest.common import Parsed, decode_text, first_line, normalise_text, parse_dutch_date, strip_build_footer
@@ -91,13 +92,15 @@ def _looks_hard_wrapped(lines: list[str]) -> bool:
     return near >= 0.6 * len(inner)
 
 
-def unwrap(lines: list[str]) -> list[str]:
+def unwrap(lines: list[str], width: int | None = None) -> list[str]:
     """Join visually wrapped lines (long lines continue on the next one); dehyphenate.
 
-    A line of at least 60% of the widest line is taken to be wrapped and continues on
-    the next line, unless that one is blank or a list item.
+    A line of at least 60% of the widest line (or of ``width`` when given, e.g. the
+    widest line of the whole page when only a part of it is unwrapped) is taken to be
+    wrapped and continues on the next line, unless that one is blank or a list item.
     """
-    width = max((len(line) for line in lines if line), default=0)
+    if width is None:
+        width = max((len(line) for line in lines if line), default=0)
     if width < _MIN_WRAP_WIDTH:
         return lines
     limit = 0.6 * width
@@ -166,40 +169,61 @@ def _is_txt_heading(lines: list[str], i: int) -> bool:
     return letters >= 2 and letters >= 0.5 * sum(not ch.isspace() for ch in line)
 
 
+@dataclass
+class HeadingState:
+    """Where heading detection stands; carried from page to page by the PDF parser."""
+
+    path: list[str] = field(default_factory=list)
+    after_heading: bool = False
+    closing: bool = False  # after a letter's closing: no more headings
+
+
 def _txt_sections(lines: list[str]) -> list[Section]:
     """Split plain-text lines into sections by detected headings (module docstring)."""
+    return sections_from_lines(lines, HeadingState())
+
+
+def sections_from_lines(
+    lines: list[str], state: HeadingState, page: int | None = None, *, continues_block: bool = False
+) -> list[Section]:
+    """Sections of ``lines`` by the plain-text heading rules, continuing from ``state``.
+
+    ``state`` is updated in place, so that the next call (the next page) goes on under
+    the same heading path; every section gets ``page``. ``continues_block``: the first
+    line goes on with the text before it (a paragraph split by a page break), so it
+    cannot be a heading.
+    """
     sections: list[Section] = []
-    path: list[str] = []
     body: list[str] = []
-    after_heading = False
-    closing = False
 
     def flush() -> None:
         text = "\n".join(body).strip()
         if text:
-            sections.append(Section(text=text, heading_path=list(path)))
+            sections.append(Section(text=text, heading_path=list(state.path), page=page))
         body.clear()
 
     for i, line in enumerate(lines):
         if not line:
             body.append("")
             continue
-        if closing or not _is_txt_heading(lines, i):
-            closing = closing or bool(_VALEDICTION.match(line))
+        if state.closing or (continues_block and i == 0) or not _is_txt_heading(lines, i):
+            state.closing = state.closing or bool(_VALEDICTION.match(line))
             body.append(line)
-            after_heading = False
+            state.after_heading = False
             continue
-        if after_heading and path and path[-1] == line:
+        path = state.path
+        if state.after_heading and path and path[-1] == line:
             continue  # the same heading repeated
         flush()
         if _LEVEL1.match(line):
             path = [line]
-        elif after_heading and len(path) < _MAX_DEPTH:
-            path.append(line)
+        elif state.after_heading and len(path) < _MAX_DEPTH:
+            path = [*path, line]
         elif path and not (len(path) == 1 and _LEVEL1.match(path[0])):
-            path[-1] = line
+            path = [*path[:-1], line]
         else:
-            path.append(line)
-        after_heading = True
+            path = [*path, line]
+        state.path = path
+        state.after_heading = True
     flush()
     return sections
