@@ -287,7 +287,11 @@ def test_keyboard_conversation(browser, fresh):
     assert "Mantelzorg" in note.text_content()  # the section
     assert "2 miljoen euro" in note.locator(".vb-snippet").text_content()
     assert "openbaar/begroting-2023-zorg.md" in note.text_content()  # a file path: shown, not linked
-    assert note.locator("a").count() == 0
+    # one link: the document viewer at this passage (a signed link, no key in it)
+    assert note.locator("a").count() == 1
+    viewer_href = note.locator("a.vb-viewer-link").get_attribute("href")
+    assert viewer_href.startswith(server["url"] + "/v1/documents/openbaar/begroting-2023-zorg/view?")
+    assert server["key"] not in viewer_href
     assert answer.locator(".vb-cite").first.get_attribute("aria-expanded") == "true"
     shot(page, "05-citation", panel=True)
     page.keyboard.press("Escape")  # closes the footnote only, back on the marker
@@ -356,6 +360,72 @@ def test_keyboard_conversation(browser, fresh):
     assert requests[2]["history"] == []
     assert not errors, errors  # no script errors, no CSP violations
     ctx.close()
+
+
+def _status(url: str, key: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_citation_opens_the_viewer_at_the_passage(browser, fresh):
+    """Keyboard only: ask, open citation [1], follow its link; the viewer opens in a new tab
+    with the cited passage marked and in view; axe-core finds nothing on the viewer. The
+    same link with a key of another group is a 404."""
+    server = fresh
+    keys = server["app"].state.vb.keys
+    fin = keys.add(f"fin-{time.monotonic_ns()}", "reader", "financien")
+    soc = keys.add(f"soc-{time.monotonic_ns()}", "reader", "sociaal")
+    ctx = _context(browser, server, bypass_csp=True)  # lets axe-core in; the CSP is checked below
+    errors: list[str] = []
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server['url']}/demo?key={fin}")
+    page.wait_for_selector("vraagbaak-widget[data-ready]", state="attached")
+    tab_to(page, lambda f: "vb-launcher" in f.get("cls", ""))
+    page.keyboard.press("Enter")
+    ask_by_keyboard(page, "Wat levert de grondexploitatie zwavelkoepel op?")
+    wait_done(page)
+    tab_to(page, lambda f: "vb-cite" in f.get("cls", ""), key="Shift+Tab")
+    page.keyboard.press("Enter")
+    f = tab_to(page, lambda f: "vb-viewer-link" in f.get("cls", ""))
+    assert f["text"].startswith("Open het document")
+    with ctx.expect_page() as opened:
+        page.keyboard.press("Enter")
+    viewer = opened.value
+    viewer.wait_for_load_state()
+    assert "/v1/documents/financien/vertrouwelijk-grondexploitatie/view?" in viewer.url
+    assert viewer.url.endswith(("#quote", "#passage"))
+    marked = viewer.locator("mark").all_text_contents()
+    assert any("zwavelkoepel" in m for m in marked), marked
+    box = viewer.locator("mark").first.bounding_box()
+    height = viewer.viewport_size["height"]
+    assert box is not None and 0 <= box["y"] < height, (box, height)  # in view
+    time.sleep(0.15)
+    viewer.screenshot(path=str(ARTIFACTS / "16-viewer.png"), animations="disabled")
+    violations = run_axe(viewer, "viewer")
+    full = json.loads((ARTIFACTS / "axe-viewer.json").read_text())
+    assert full["violations"] == [] and not violations, full["violations"]
+    # the same link: with a key of another group 404, with the asker's own key 200
+    url = viewer.url.split("#")[0]
+    assert _status(url, soc) == 404
+    assert _status(url, fin) == 200
+    assert not errors, errors
+    ctx.close()
+    # without the bypass, the viewer's Content-Security-Policy runs no script at all
+    plain = _context(browser, server)
+    p2 = plain.new_page()
+    p2.goto(url)
+    with pytest.raises(sync_api.Error, match="Content Security Policy"):
+        p2.add_script_tag(content="window.injected = 1")
+    assert p2.evaluate("typeof window.injected") == "undefined"
+    plain.close()
 
 
 def test_error_states(browser, fresh):

@@ -34,6 +34,7 @@ PICK = {
     "14-phone-320": "widget-phone-320",
     "14-zoom-200": "widget-zoom-200",
     "15-real-model": "widget-real-model",
+    "16-viewer": "viewer-passage",
 }
 
 

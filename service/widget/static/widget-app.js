@@ -60,6 +60,8 @@
     page: 'pagina',
     document: 'Document',
     openDoc: 'Open het document',
+    openAt: function (page) { return page ? 'Open het document op pagina ' + page : 'Open het document bij deze passage'; },
+    onWebsite: 'Bekijk op de website',
     newTab: '(opent in een nieuw tabblad)',
     snippet: 'Fragment tonen',
     citeLabel: function (n, title) { return 'Bron ' + n + ': ' + title; },
@@ -254,9 +256,18 @@
 
   function sectionText(c) {
     var bits = [];
+    if (c.label) bits.push(c.label);
     if (c.section) bits.push(c.section);
-    if (c.page != null) bits.push(T.page + ' ' + c.page);
+    if (c.page != null) bits.push(T.page + ' ' + c.page + (c.page_end != null && c.page_end !== c.page ? '–' + c.page_end : ''));
     return bits.join(' · ');
+  }
+
+  // The document viewer at the cited passage: the citation's signed link (relative to the
+  // API, or absolute when the service has a public base URL). Only http(s) is ever a link.
+  function viewerHref(c, api) {
+    if (typeof c.url !== 'string' || !c.url) return null;
+    var url = c.url.charAt(0) === '/' ? (api || window.location.origin) + c.url : c.url;
+    return safeHref(url);
   }
 
   // ------------------------------------------------------------------ SSE over fetch()
@@ -754,7 +765,7 @@
       ]),
       meta ? el('p', { class: 'vb-muted', text: T.section + ': ' + meta }) : null,
       c.snippet ? el('blockquote', { class: 'vb-snippet', text: c.snippet }) : null,
-      docLink(c)
+      docLink(c, this.w.api)
     ]);
     note.hidden = false;
     note.focus();
@@ -771,17 +782,26 @@
     }
   };
 
-  function docLink(c) {
-    var href = safeHref(c.source);
-    if (href) {
-      return el('p', { class: 'vb-doclink' }, [
-        el('a', { href: href, target: '_blank', rel: 'noopener noreferrer' }, [
-          T.openDoc, icon('ext'), srOnly(' ' + T.newTab)
-        ])
-      ]);
+  function docLink(c, api) {
+    var viewer = viewerHref(c, api);
+    var web = safeHref(c.public_url) || safeHref(c.source);
+    var links = [];
+    if (viewer) {
+      links.push(el('a', { class: 'vb-viewer-link', href: viewer, target: '_blank', rel: 'noopener noreferrer' }, [
+        T.openAt(c.page), icon('ext'), srOnly(' ' + T.newTab)
+      ]));
     }
-    if (c.source) return el('p', { class: 'vb-muted vb-path' }, [T.document + ': ', el('span', { text: c.source })]);
-    return null;
+    if (web) {
+      if (links.length) links.push(' · ');
+      links.push(el('a', { href: web, target: '_blank', rel: 'noopener noreferrer' }, [
+        viewer ? T.onWebsite : T.openDoc, icon('ext'), srOnly(' ' + T.newTab)
+      ]));
+    }
+    var path = c.source && !safeHref(c.source)
+      ? el('p', { class: 'vb-muted vb-path' }, [T.document + ': ', el('span', { text: c.source })])
+      : null;
+    if (!links.length) return path;
+    return el('div', {}, [el('p', { class: 'vb-doclink' }, links), path]);
   }
 
   Turn.prototype.renderSources = function () {
@@ -789,8 +809,9 @@
     if (!citations.length) return;
     var headId = nextId('sources');
     var list = el('ol', { class: 'vb-sources', 'aria-labelledby': headId });
+    var api = this.w.api;
     citations.forEach(function (c) {
-      var href = safeHref(c.source);
+      var href = viewerHref(c, api) || safeHref(c.public_url) || safeHref(c.source);
       var title = href
         ? el('a', { href: href, target: '_blank', rel: 'noopener noreferrer' }, [c.title || c.doc_id, srOnly(' ' + T.newTab)])
         : el('span', { class: 'vb-source-title', text: c.title || c.doc_id });
@@ -801,7 +822,7 @@
           srOnly(T.source + ' ' + c.marker + ': '),
           title,
           meta ? el('span', { class: 'vb-muted vb-source-meta', text: meta }) : null,
-          !href && c.source ? el('span', { class: 'vb-muted vb-path', text: c.source }) : null,
+          !safeHref(c.source) && c.source ? el('span', { class: 'vb-muted vb-path', text: c.source }) : null,
           c.snippet ? el('details', { class: 'vb-details' }, [
             el('summary', { text: T.snippet }),
             el('blockquote', { class: 'vb-snippet', text: c.snippet })
