@@ -11,6 +11,11 @@ Rules (sizes in characters):
   chunk, each next chunk starts with the whole trailing sentences of the previous one,
   at most ``overlap`` characters (capped at ``chunk_size // 2``; never the previous
   chunk in full).
+* Tables: a run of lines containing `` | `` (one table row per line, the heading row
+  first, as the parsers write tables) that has to be cut over several chunks repeats its
+  first line (the heading row) at the start of every next chunk, in place of the
+  sentence overlap, so that each row keeps its column headings; only where heading row
+  and the next row fit in ``chunk_size`` together.
 * A last chunk whose own text is shorter than ``min_chars`` is merged into the previous
   chunk of the same section. Hence ``len(chunk.text) < chunk_size + min_chars`` always.
 * Chunk text never contains the heading path or title (``Chunk.embed_text`` adds them);
@@ -27,6 +32,7 @@ from rag.text.sentences import split_sentences
 from rag.types import Chunk, Document
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
+_TABLE_CELL = " | "
 
 
 @dataclass
@@ -35,6 +41,7 @@ class _Piece:
 
     text: str
     joiner: str = "\n\n"
+    table_head: str | None = None  # a table row: the table's heading row
 
 
 @dataclass
@@ -97,7 +104,7 @@ def chunk_text(text: str, chunk_size: int = 600, overlap: int = 100, min_chars: 
     for piece in _pieces(text, chunk_size):
         if current.pieces and current.length_with(piece) > chunk_size:
             drafts.append(current)
-            current = _Draft(overlap=_overlap_for(current, piece, chunk_size, overlap))
+            current = _Draft(overlap=_carry_over(current, piece, chunk_size, overlap))
         current.pieces.append(piece)
     if current.pieces:
         drafts.append(current)
@@ -108,6 +115,14 @@ def chunk_text(text: str, chunk_size: int = 600, overlap: int = 100, min_chars: 
             drafts.pop()
             drafts[-1].pieces.extend(last.pieces)
     return [t for t in (d.text().strip() for d in drafts) if t]
+
+
+def _carry_over(previous: _Draft, next_piece: _Piece, chunk_size: int, overlap: int) -> str:
+    """What a next chunk starts with: a table's heading row before a row, else the overlap."""
+    head = next_piece.table_head
+    if head is not None and len(head) + len(next_piece.joiner) + len(next_piece.text) <= chunk_size:
+        return head
+    return _overlap_for(previous, next_piece, chunk_size, overlap)
 
 
 def _overlap_for(previous: _Draft, next_piece: _Piece, chunk_size: int, overlap: int) -> str:
@@ -140,14 +155,21 @@ def _pieces(text: str, chunk_size: int) -> list[_Piece]:
             pieces.append(_Piece(paragraph, "\n\n"))
             continue
         joiner = "\n\n"
+        table_head: str | None = None  # heading row of the table the previous line belongs to
         for line in (ln.strip() for ln in paragraph.split("\n")):
             if not line:
                 continue
+            row_of = None
+            if _TABLE_CELL in line:
+                row_of = table_head
+                table_head = table_head or line
+            else:
+                table_head = None
             if len(line) <= chunk_size:
-                pieces.append(_Piece(line, joiner))
+                pieces.append(_Piece(line, joiner, row_of))
             else:
                 parts = _split_long_line(line, chunk_size)
-                pieces.append(_Piece(parts[0], joiner))
+                pieces.append(_Piece(parts[0], joiner, row_of))
                 pieces.extend(_Piece(p, " ") for p in parts[1:])
             joiner = "\n"
     return pieces

@@ -229,3 +229,49 @@ def test_faq_chunks_leave_out_question_and_title(fixture: Path) -> None:
     assert all(question not in c.text and question not in c.embed_text("") for c in chunks)
     with_question = chunk_document(parse_file(fixture))
     assert with_question[0].text.startswith(question)
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def table_text(rows: int) -> str:
+    head = "Locatie | Plekken | Doelgroep"
+    body = [
+        f"Locatie nummer {i} aan de Laan {i} | {10 * i} plekken | asielzoekers en statushouders" for i in range(rows)
+    ]
+    return "\n".join([head, *body])
+
+
+def test_a_cut_table_repeats_its_heading_row_in_every_next_chunk() -> None:
+    text = "Het overzicht van de opvang staat hieronder.\n\n" + table_text(30) + "\n\nDat was de tabel."
+    chunk_size, min_chars = 300, 40
+    chunks = chunk_text(text, chunk_size=chunk_size, overlap=100, min_chars=min_chars)
+    table_chunks = [c for c in chunks if "Locatie nummer" in c]
+    assert len(table_chunks) >= 4
+    for chunk in table_chunks:
+        lines = chunk.split("\n")
+        rows = [ln for ln in lines if ln.startswith("Locatie nummer")]
+        assert "Locatie | Plekken | Doelgroep" in lines
+        assert lines.index("Locatie | Plekken | Doelgroep") < lines.index(rows[0])
+        assert len(chunk) < chunk_size + min_chars
+    # every row once in order, none lost, the heading row only repeated (never a row)
+    all_rows = [ln for c in chunks for ln in c.split("\n") if ln.startswith("Locatie nummer")]
+    assert all_rows == table_text(30).split("\n")[1:]
+    for chunk in table_chunks[1:]:
+        assert chunk.startswith("Locatie | Plekken | Doelgroep\nLocatie nummer")
+
+
+def test_table_heading_row_not_repeated_when_it_does_not_fit_with_the_row() -> None:
+    head = "Kop " + "x" * 150 + " | Kolom"
+    rows = [f"Rij {i} " + "y" * 120 + f" | waarde {i}" for i in range(4)]
+    chunks = chunk_text("\n".join([head, *rows]), chunk_size=200, overlap=0, min_chars=10)
+    assert all(len(c) < 200 + 10 for c in chunks)
+    assert sum(c.count(head) for c in chunks) == 1
+
+
+def test_prose_lines_after_a_table_get_no_heading_row() -> None:
+    text = table_text(3) + "\n" + "\n".join(sentences(2, start=i) for i in range(8))
+    chunks = chunk_text(text, chunk_size=250, overlap=0, min_chars=10)
+    assert len(chunks) > 3
+    for chunk in chunks:  # the heading row only comes along with rows of its table
+        assert ("Locatie | Plekken | Doelgroep" in chunk) == ("Locatie nummer" in chunk)
