@@ -140,6 +140,43 @@ def test_document_link():
     assert cards.document_link(web) == "https://www.gemeente.nl/a.pdf#page=4"
 
 
+def test_document_link_prefers_the_viewer_and_the_public_passage():
+    c = Citation(marker=1, doc_id="d", title="t", source="data/d.pdf", page=4, snippet="")
+    viewer = "https://vraagbaak.gemeente.nl/v1/documents/d/view?chunk=3&exp=1&g=&sig=ab#passage"
+    assert cards.document_link(c.model_copy(update={"url": viewer}), "https://i.nl/d/{doc_id}") == viewer
+    # a relative viewer link (no public base URL configured) cannot be followed from Slack/Teams
+    relative = c.model_copy(update={"url": "/v1/documents/d/view?sig=ab"})
+    assert cards.document_link(relative, "https://i.nl/d/{doc_id}") == "https://i.nl/d/d"
+    page = c.model_copy(
+        update={"source": "https://www.rijksoverheid.nl/x", "public_url": "https://www.rijksoverheid.nl/x#:~:text=a"}
+    )
+    assert cards.document_link(page) == "https://www.rijksoverheid.nl/x#:~:text=a"
+
+
+def test_source_label_shows_type_and_date_unless_the_title_says_it():
+    c = Citation(
+        marker=1, doc_id="d", title="Motie van zorg naar preventie", source="s", snippet="", page=3, page_end=4
+    )
+    assert cards.source_label(c.model_copy(update={"label": "Raadsbrief 26-1-2022"})) == (
+        "Motie van zorg naar preventie",
+        "Raadsbrief 26-1-2022, blz. 3–4",
+    )
+    same = c.model_copy(update={"title": "Begroting 2023 zorg", "label": "Begroting 2023", "page_end": None})
+    assert cards.source_label(same) == ("Begroting 2023 zorg", "blz. 3")
+
+
+def test_rendered_examples_link_every_source_to_the_viewer():
+    from service.bots import render_examples
+
+    answer = render_examples.example_answer()
+    slack = cards.slack_sources_text(answer)
+    card = cards.adaptive_card(answer)
+    for c in answer.citations:
+        assert c.url and c.url.startswith("https://vraagbaak.gemeente.nl/v1/documents/")
+        assert f"<{c.url}|" in slack
+        assert any(f"]({c.url})" in b.get("text", "") for b in card["body"])
+
+
 # --------------------------------------------------------------------------- settings
 
 

@@ -41,11 +41,15 @@ _BOLD_MD = re.compile(r"\*\*(.+?)\*\*", re.DOTALL)
 
 
 def document_link(c: Citation, template: str = "") -> str | None:
-    """The URL of a cited document: its source when that is a web address, otherwise the
-    site's ``template`` (``{doc_id}``, ``{source}``) when one is configured, else None.
-    A page number becomes ``#page=N`` on PDF links."""
+    """The URL of a cited passage: the document viewer at the passage (the citation's signed
+    ``url``, when the service has a public base URL so that it is absolute), else its
+    source when that is a web address (with its text-fragment link when there is one),
+    otherwise the site's ``template`` (``{doc_id}``, ``{source}``) when one is configured,
+    else None. A page number becomes ``#page=N`` on PDF links."""
+    if c.url and c.url.startswith(("https://", "http://")):
+        return c.url
     if c.source.startswith(("https://", "http://")):
-        url = c.source
+        url = c.public_url or c.source
     elif template:
         url = template.format(doc_id=quote(c.doc_id, safe="/"), source=quote(c.source, safe=""))
     else:
@@ -56,14 +60,17 @@ def document_link(c: Citation, template: str = "") -> str | None:
 
 
 def source_label(c: Citation) -> tuple[str, str]:
-    """(title, detail): the document title and where in it (last heading, page)."""
+    """(title, detail): the document title and what and where in it (type and date, last
+    heading, page)."""
     title = " ".join((c.title or c.doc_id).split())
     parts = []
+    if c.label and c.label.lower() not in title.lower():
+        parts.append(c.label)
     section = (c.section or "").split(" › ")[-1].strip()
     if section and section.lower() != title.lower():
         parts.append(section)
     if c.page:
-        parts.append(f"blz. {c.page}")
+        parts.append(f"blz. {c.page}" + (f"–{c.page_end}" if c.page_end and c.page_end != c.page else ""))
     return _cut(title, 150), _cut(", ".join(parts), 100)
 
 

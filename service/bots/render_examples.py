@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rag.schema import Answer, Citation, ModelInfo, Timings
 
+from ..links import LinkSigner
 from . import cards
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -22,7 +23,20 @@ DOCUMENT_URL = "https://intranet.gemeente.nl/documenten/{doc_id}"
 _MODEL = ModelInfo(llm="qwen2.5-coder-1.5b-instruct-q4_k_m", embedder="embeddinggemma-300m")
 
 
+# the viewer links as a service at https://vraagbaak.gemeente.nl signs them (a fixed secret
+# and time here, so that the examples do not change on every run)
+_LINKS = LinkSigner(b"example-secret, not a real one", base_url="https://vraagbaak.gemeente.nl")
+_NOW = 1_767_225_600.0  # 2026-01-01
+
+
 def example_answer() -> Answer:
+    answer = _example_answer()
+    for c in answer.citations:
+        c.url = _LINKS.view_url(c.doc_id, [], c.chunk_id, (c.quote_start, c.quote_end) if c.quote else None, now=_NOW)
+    return answer
+
+
+def _example_answer() -> Answer:
     return Answer(
         id="5c0f6a3e9b2d4f1c8e7a6b5d4c3b2a19",
         question="Hoeveel geld gaat er in 2023 naar mantelzorgondersteuning?",
@@ -41,6 +55,13 @@ def example_answer() -> Answer:
                 page=12,
                 snippet="De gemeente besteedt 2 miljoen euro aan mantelzorgondersteuning in 2023.",
                 score=0.71,
+                chunk_id=41,
+                doc_type="begroting",
+                year=2023,
+                label="Begroting 2023",
+                quote="De gemeente besteedt 2 miljoen euro aan mantelzorgondersteuning in 2023.",
+                quote_start=0,
+                quote_end=72,
             ),
             Citation(
                 marker=2,
@@ -50,6 +71,11 @@ def example_answer() -> Answer:
                 section="Raadsbrief preventie › Motie",
                 snippet="De raad nam in 2022 een motie aan om meer geld te besteden aan preventie in de wijk.",
                 score=0.58,
+                chunk_id=7,
+                doc_type="raadsbrief",
+                year=2022,
+                date="2022-01-26",
+                label="Raadsbrief 26-1-2022",
             ),
         ],
         timings=Timings(retrieval_ms=85.0, first_token_ms=2100.0, total_ms=9400.0),
