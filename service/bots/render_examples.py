@@ -32,7 +32,8 @@ _NOW = 1_767_225_600.0  # 2026-01-01
 def example_answer() -> Answer:
     answer = _example_answer()
     for c in answer.citations:
-        c.url = _LINKS.view_url(c.doc_id, [], c.chunk_id, (c.quote_start, c.quote_end) if c.quote else None, now=_NOW)
+        hl = (c.quote_start, c.quote_end) if c.quote_start is not None and c.quote_end is not None else None
+        c.url = _LINKS.view_url(c.doc_id, [], c.chunk_id, hl, now=_NOW)
     return answer
 
 
