@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -296,14 +297,33 @@ def search(
         typer.echo("    " + snippet.replace("\n", " "))
 
 
+# Functions that add links to an answer's citations before the CLI prints it (the service's
+# plugin adds its document viewer's signed links, service/cli.py); the library knows no URLs.
+CITATION_LINKERS: list[Callable[[list[Any]], None]] = []
+
+
+def _link(answer):
+    for linker in CITATION_LINKERS:
+        try:
+            linker(answer.citations)
+        except Exception as exc:  # noqa: BLE001 - a link is a courtesy, never a failed answer
+            typer.secho(f"(geen links naar de bronnen: {exc})", err=True, dim=True)
+    return answer
+
+
 def _print_sources(answer) -> None:
     if not answer.citations:
         return
     typer.echo("\nBronnen:")
     for c in answer.citations:
         where = f" › {c.section}" if c.section else ""
+        label = f" — {c.label}" if c.label and c.label.lower() not in c.title.lower() else ""
         page = f", p. {c.page}" if c.page else ""
-        typer.echo(f"  [{c.marker}] {c.title}{where} ({c.source}{page})")
+        if c.page and c.page_end and c.page_end != c.page:
+            page += f"–{c.page_end}"
+        typer.echo(f"  [{c.marker}] {c.title}{label}{where} ({c.source}{page})")
+        for url in dict.fromkeys(u for u in (c.url, c.public_url) if u):
+            typer.echo(f"      {url}")
 
 
 def _stream_answer(pipeline, question: str, history=None, filters=None, top_k=None):
@@ -320,6 +340,7 @@ def _stream_answer(pipeline, question: str, history=None, filters=None, top_k=No
             answer = event.answer
     if answer is None:  # the pipeline's stream always ends with a DoneEvent
         raise RuntimeError("the answer stream ended without its final event")
+    _link(answer)
     if raw and answer.answer.strip() != raw.strip():
         typer.secho("\n\nGecontroleerd antwoord:", bold=True)
         typer.echo(answer.answer, nl=False)
@@ -369,11 +390,11 @@ def ask(
     if questions is not None:
         for qid, q, record in _read_jsonl(questions):
             history = [Turn(**t) for t in record.get("history") or []]
-            answer = pipeline.ask(q, history=history, filters=filters, top_k=top_k)
+            answer = _link(pipeline.ask(q, history=history, filters=filters, top_k=top_k))
             typer.echo(json.dumps(batch_record(qid, answer), ensure_ascii=False))
         return
     if as_json:
-        typer.echo(pipeline.ask(question, filters=filters, top_k=top_k).model_dump_json(indent=2))
+        typer.echo(_link(pipeline.ask(question, filters=filters, top_k=top_k)).model_dump_json(indent=2))
         return
     assert question is not None  # checked above: a QUESTION or --questions
     _stream_answer(pipeline, question, filters=filters, top_k=top_k)

@@ -164,10 +164,30 @@ def feedback_export(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``keys`` and ``feedback`` to the main ``vraagbaak`` CLI."""
+    """Add ``serve``, ``keys`` and ``feedback`` to the main ``vraagbaak`` CLI, and the
+    document viewer's links to the answers that ``vraagbaak ask`` prints."""
+    from rag import cli as rag_cli
+
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(feedback_app, name="feedback")
+    if cli_viewer_links not in rag_cli.CITATION_LINKERS:
+        rag_cli.CITATION_LINKERS.append(cli_viewer_links)
+
+
+def cli_viewer_links(citations: list) -> None:
+    """Signed viewer links for the CLI's answers: the operator at the console reads the whole
+    index (as an admin does), so the links carry every group (``*``); absolute, at the
+    public base URL or else at the address ``vraagbaak serve`` listens on."""
+    from .config import ServiceSettings
+    from .links import LinkSigner
+
+    cfg = ServiceSettings()
+    signer = LinkSigner.from_config(cfg)
+    if not signer.base_url:
+        host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+        signer = LinkSigner(signer.secret, signer.ttl_s, f"http://{host}:{cfg.port}")
+    signer.link(citations, None)
 
 
 def main() -> None:

@@ -54,6 +54,35 @@ def test_ask_questions_keeps_the_callers_id(indexed, hash_embedder, monkeypatch)
     assert rows[0]["answer"] and "citations" in rows[0] and "timings" in rows[0]
 
 
+def test_ask_prints_the_viewer_link_of_each_source(indexed, hash_embedder, monkeypatch, tmp_path):
+    """With the service's plugin registered, `vraagbaak ask` prints each source's signed
+    viewer link (opened at the passage), and the JSON output carries it as ``url``."""
+    from service import cli as service_cli
+    from service.links import LinkSigner
+
+    monkeypatch.setenv("VRAAGBAAK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VRAAGBAAK_PUBLIC_BASE_URL", "https://vraagbaak.gemeente.nl")
+    monkeypatch.setattr(cli, "CITATION_LINKERS", [])
+    service_cli.register(cli.app)
+    assert cli.CITATION_LINKERS == [service_cli.cli_viewer_links]
+    llm = ScriptedLLM("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    monkeypatch.setattr(cli, "_load_pipeline", lambda d: Pipeline(indexed, Retriever(indexed, hash_embedder), llm))
+    result = CliRunner().invoke(cli.app, ["ask", "Hoeveel extra plekken krijgt de nachtopvang?"])
+    assert result.exit_code == 0, result.output
+    links = [ln.strip() for ln in result.output.splitlines() if "/view?" in ln]
+    assert links and links[0].startswith(
+        "https://vraagbaak.gemeente.nl/v1/documents/docs/raadsbrief-2022-opvang/view?chunk="
+    )
+    # a valid signature for every group (the console reads the whole index)
+    from urllib.parse import parse_qs, urlsplit
+
+    q = {k: v[0] for k, v in parse_qs(urlsplit(links[0]).query, keep_blank_values=True).items()}
+    secret = (tmp_path / "data" / "link-secret").read_text().encode()
+    assert LinkSigner(secret).verify("docs/raadsbrief-2022-opvang", q["g"], q["exp"], q["sig"]) is None
+    result = CliRunner().invoke(cli.app, ["ask", "Hoeveel extra plekken krijgt de nachtopvang?", "--json"])
+    assert json.loads(result.output)["citations"][0]["url"].startswith("https://vraagbaak.gemeente.nl/v1/documents/")
+
+
 def test_batch_record_puts_the_callers_id_over_the_answers():
     from rag.schema import Answer, ModelInfo
 
