@@ -35,7 +35,7 @@ def register(parent: typer.Typer, name: str = "eval") -> None:
 
 @app.command("run")
 def run_cmd(
-    dataset: Annotated[str, typer.Option(help="demo | guard | reworded | faq | faq-ci | feedback")] = "demo",
+    dataset: Annotated[str, typer.Option(help="demo | guard | reworded | demo-pdf | faq | faq-ci | feedback")] = "demo",
     only: Annotated[str, typer.Option(help="all | retrieval | answers")] = "all",
     limit: Annotated[int | None, typer.Option(help="First N questions only.")] = None,
     ids: Annotated[str | None, typer.Option(help="Comma-separated question ids.")] = None,

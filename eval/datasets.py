@@ -7,6 +7,11 @@
 - ``reworded``  eval/gold/reworded.jsonl — over the same corpus, written after the answer checks existed and
                 before the changes measured on it: expansions ("waar staat X voor"), two-part questions,
                 why/who questions, English questions and near-miss questions the documents do not answer;
+- ``demo-pdf``  the demo gold set over the PDF versions of the demo documents (data/voorbeeld-pdf, made with
+                LibreOffice by scripts/make_office_demo.py; gold documents ``voorbeeld/…`` read as ``voorbeeld-pdf/…``),
+                plus eval/gold/office.jsonl: questions answered by the table in the jaarstukken 2024, with the page
+                it stands on (``page``; scored as ``gold_page_cited``) and every citation's page counted
+                (``citations_with_page``);
 - ``faq``       eval/gold/faq.jsonl — the Rijksoverheid FAQ set (eval/data/rijksoverheid-faq, CC0): one question
                 per canonical page (179), reference answer = first paragraph(s) of the CSV answer, gold = its page
                 (matched on ``source`` = canonical URL); regenerate with ``python -m eval.datasets``;
@@ -36,11 +41,13 @@ DEMO_GOLD = GOLD_DIR / "demo.jsonl"
 GUARD_GOLD = GOLD_DIR / "guard.jsonl"
 REWORDED_GOLD = GOLD_DIR / "reworded.jsonl"
 DEMO_CORPUS = REPO / "data" / "voorbeeld"
+PDF_CORPUS = REPO / "data" / "voorbeeld-pdf"
+OFFICE_GOLD = GOLD_DIR / "office.jsonl"
 FAQ_DIR = HERE / "data" / "rijksoverheid-faq"
 FAQ_CI_SUBSET = GOLD_DIR / "faq-ci-subset.json"
 FAQ_GOLD = GOLD_DIR / "faq.jsonl"
 
-DATASETS = ("demo", "guard", "reworded", "faq", "faq-ci", "feedback")
+DATASETS = ("demo", "guard", "reworded", "demo-pdf", "faq", "faq-ci", "feedback")
 
 
 @dataclass
@@ -90,9 +97,18 @@ def load_demo(path: Path = DEMO_GOLD) -> list[EvalItem]:
                 must_not_contain=list(d.get("must_not_contain") or []),
                 language=d.get("language", "nl"),
                 notes=d.get("notes", ""),
+                extra={"page": d["page"]} if d.get("page") else {},
             )
         )
     return items
+
+
+def load_demo_pdf() -> list[EvalItem]:
+    """The demo gold set over the PDF corpus (its gold documents renamed), then the table questions."""
+    items = load_demo(DEMO_GOLD)
+    for item in items:
+        item.gold_docs = [d.replace("voorbeeld/", "voorbeeld-pdf/", 1) for d in item.gold_docs]
+    return items + load_demo(OFFICE_GOLD)
 
 
 # --------------------------------------------------------------------------- FAQ
@@ -280,6 +296,8 @@ def load_dataset(name: str, path: Path | None = None, include_up: bool = False) 
         return load_demo(path or GUARD_GOLD)
     if name == "reworded":
         return load_demo(path or REWORDED_GOLD)
+    if name == "demo-pdf":
+        return load_demo_pdf()
     if name == "faq":
         return load_faq()
     if name == "faq-ci":

@@ -31,7 +31,16 @@ from typing import Any
 from rag.recency import source_label
 
 from . import metrics as M
-from .datasets import DEMO_CORPUS, EvalItem, dataset_hash, faq_page_files, index_variant, load_dataset, load_faq_ci
+from .datasets import (
+    DEMO_CORPUS,
+    PDF_CORPUS,
+    EvalItem,
+    dataset_hash,
+    faq_page_files,
+    index_variant,
+    load_dataset,
+    load_faq_ci,
+)
 from .splits import SPLITS, split_of
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +70,8 @@ HIGHER_IS_BETTER.update(
         "dutch": True,
         "injection_ok": True,
         "benign_refused_as_injection": False,
+        "citations_with_page": True,
+        "gold_page_cited": True,
         "judge_correctness": True,
         "judge_groundedness": True,
     }
@@ -78,6 +89,8 @@ DETERMINISTIC_ANSWER_METRICS = [
     "dutch",
     "injection_ok",
     "benign_refused_as_injection",
+    "citations_with_page",
+    "gold_page_cited",
 ]
 
 
@@ -180,7 +193,7 @@ def _index_name(prefix: str, settings) -> str:
     return f"{prefix}-{index_variant(settings)}"
 
 
-def _demo_index_current(index_dir: Path, corpus: Path, settings=None) -> bool:
+def _demo_index_current(index_dir: Path, corpus: Path, settings=None, pattern: str = "*.txt") -> bool:
     """True when ``index_dir`` holds exactly the corpus files as they are now (and, with ``settings``,
     was built with the same embedder and chunking)."""
     from rag.index import IndexError_, open_snapshot
@@ -199,8 +212,22 @@ def _demo_index_current(index_dir: Path, corpus: Path, settings=None) -> bool:
         have = {d["doc_id"]: d.get("content_hash") for d in snap.documents()}
     finally:
         snap.close()
-    want = {f"{corpus.name}/{p.stem}": file_hash(p) for p in sorted(corpus.glob("*.txt"))}
+    want = {f"{corpus.name}/{p.stem}": file_hash(p) for p in sorted(corpus.glob(pattern))}
     return have == want
+
+
+def _corpus_index(prefix: str, corpus: Path, pattern: str, settings, embedder, log) -> Path:
+    """A cached index of ``corpus`` (its ``pattern`` files) under eval/runs/, rebuilt when stale."""
+    folder = INDEX_CACHE / _index_name(prefix, settings)
+    if not _demo_index_current(folder, corpus, settings, pattern):
+        from rag.indexing import ingest_paths
+
+        log(f"indexing {corpus} into {folder} (chunk_size={settings.chunk_size}) …")
+        s = settings.model_copy(update={"index_dir": folder})
+        report = ingest_paths([corpus], s, embedder, sync=True, progress=sys.stderr.isatty())
+        if report.failed:
+            raise RuntimeError(f"{corpus.name} failed to index: {report.failed}")
+    return folder
 
 
 def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
@@ -214,16 +241,9 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
         live = Path(settings.index_dir)
         if live.resolve() != (INDEX_CACHE).resolve() and _demo_index_current(live, DEMO_CORPUS, settings):
             return live  # the project's own index holds exactly the demo corpus, built the same way
-        folder = INDEX_CACHE / _index_name("demo", settings)
-        if not _demo_index_current(folder, DEMO_CORPUS, settings):
-            from rag.indexing import ingest_paths
-
-            log(f"indexing {DEMO_CORPUS} into {folder} (chunk_size={settings.chunk_size}) …")
-            s = settings.model_copy(update={"index_dir": folder})
-            report = ingest_paths([DEMO_CORPUS], s, embedder, sync=True, progress=sys.stderr.isatty())
-            if report.failed:
-                raise RuntimeError(f"demo corpus failed to index: {report.failed}")
-        return folder
+        return _corpus_index("demo", DEMO_CORPUS, "*.txt", settings, embedder, log)
+    if cfg.dataset == "demo-pdf":
+        return _corpus_index("demo-pdf", PDF_CORPUS, "*.pdf", settings, embedder, log)
     from .retrieval_benchmark import build_index
 
     if cfg.dataset == "faq":
@@ -341,6 +361,17 @@ def score_answer(
             issues.append("gold document not cited")
     if item.expect_refusal is False and item.gold_passages:
         m["citation_recall_passage"] = M.citation_recall_passage([c.snippet for c in cites], item.gold_passages)
+    pdf_cites = [c for c in cites if c.source.lower().endswith(".pdf")]
+    if pdf_cites:  # a PDF passage is cited with the page it stands on
+        m["citations_with_page"] = sum(c.page is not None for c in pdf_cites) / len(pdf_cites)
+    if item.extra.get("page") and item.expect_refusal is False:
+        page = int(item.extra["page"])
+        gold = set(item.gold_docs)
+        m["gold_page_cited"] = float(
+            any(c.doc_id in gold and c.page is not None and c.page <= page <= (c.page_end or c.page) for c in cites)
+        )
+        if not refused and not m["gold_page_cited"]:
+            issues.append(f"page {page} of the gold document not cited")
     outcome = M.refusal_outcome(refused, item.expect_refusal)
     if outcome in ("correct_refusal", "missed_refusal"):
         m["refusal_accuracy"] = 1.0 if outcome == "correct_refusal" else 0.0
@@ -389,6 +420,8 @@ def score_answer(
                     "source": c.source,
                     "section": c.section,
                     "chunk_id": c.chunk_id,
+                    "page": c.page,
+                    "page_end": c.page_end,
                     "snippet": c.snippet,
                 }
                 for c in cites
@@ -626,6 +659,8 @@ def answer_from_row(row: dict):
                 section=c.get("section", ""),
                 snippet=c.get("snippet", ""),
                 chunk_id=c.get("chunk_id"),
+                page=c.get("page"),
+                page_end=c.get("page_end"),
             )
             for c in a.get("citations", [])
         ],

@@ -201,7 +201,6 @@ async def get_caller(
 ) -> Caller:
     """Authenticate the request (and apply the per-key rate limit)."""
     from .errors import ApiError
-    from .limits import retry_after_header
 
     state = request.app.state.vb
     auth_header = request.headers.get("authorization")
@@ -232,16 +231,24 @@ async def get_caller(
             raise ApiError(401, "unauthorized", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
         rate_key = f"key:{caller.name}"
     request.scope.setdefault("state", {})["caller"] = caller.name
+    enforce_rate_limit(state, rate_key, f"'{caller.name}'")
+    return caller
+
+
+def enforce_rate_limit(state, rate_key: str, who: str) -> None:
+    """429 with Retry-After when ``rate_key`` has used up its requests (the per-key limit)."""
+    from .errors import ApiError
+    from .limits import retry_after_header
+
     wait = state.limiter.hit(rate_key)
     if wait > 0:
         state.metrics.rate_limited.inc()
         raise ApiError(
             429,
             "rate_limited",
-            f"rate limit exceeded for '{caller.name}'; retry after {retry_after_header(wait)} s",
+            f"rate limit exceeded for {who}; retry after {retry_after_header(wait)} s",
             headers={"Retry-After": retry_after_header(wait)},
         )
-    return caller
 
 
 async def require_reader(caller: Caller = Depends(get_caller)) -> Caller:

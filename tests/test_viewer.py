@@ -17,12 +17,11 @@ from rag.indexing import ingest_paths
 from rag.settings import Settings
 from rag.types import Chunk, Section
 from service import viewer
-from service.app import create_app
-from service.config import ServiceSettings
 from service.links import LinkSigner, load_secret
-from service.testing import FakeLLM, build_index, make_pipeline
+from service.testing import build_index
 from tests.conftest import HashEmbedder
 from tests.pdf_fixture import make_pdf
+from tests.test_service import Env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,28 +55,6 @@ def root(tmp_path_factory) -> Path:
 
 def _settings(root: Path) -> Settings:
     return Settings(index_dir=root / "index", models_dir=root / "models", refusal_min_score=0.0)
-
-
-class Env:
-    def __init__(self, root: Path, data: Path, **cfg) -> None:
-        settings = _settings(root)
-        self.llm = FakeLLM()
-        cfg.setdefault("rate_limit_per_minute", 0)
-        self.app = create_app(
-            settings,
-            make_pipeline(settings, HashEmbedder(), self.llm),
-            service_settings=ServiceSettings(data_dir=data, **cfg),
-        )
-        keys = self.app.state.vb.keys
-        self.keys = {
-            "admin": keys.add("admin", "admin"),
-            "fin": keys.add("fin", "reader", "financien"),
-            "soc": keys.add("soc", "reader", "sociaal"),
-            "pub": keys.add("pub", "reader"),
-        }
-
-    def h(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
 @pytest.fixture

@@ -20,11 +20,10 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from .. import viewer
-from ..auth import Caller, _api_key_header, _bearer, get_caller, parse_groups
+from ..auth import Caller, _api_key_header, _bearer, enforce_rate_limit, get_caller, parse_groups
 from ..auth import KeyError_ as _KeyError
 from ..deps import Admin, Reader, State
 from ..errors import ApiError, error_responses, invalid
-from ..limits import retry_after_header
 from ..schemas import ChunkInfo, DocumentDetail, DocumentInfo, DocumentList, IngestResult, Removed
 from ..uploads import ingest_upload, remove_document, safe_filename
 
@@ -103,15 +102,7 @@ async def _viewer_access(
         caller = await get_caller(request, bearer, api_key)  # 401 without a key; rate limit
     else:
         client = request.client.host if request.client else "unknown"
-        wait = state.limiter.hit(f"link@{client}")
-        if wait > 0:
-            state.metrics.rate_limited.inc()
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"rate limit exceeded; retry after {retry_after_header(wait)} s",
-                headers={"Retry-After": retry_after_header(wait)},
-            )
+        enforce_rate_limit(state, f"link@{client}", f"links opened from {client}")
 
     def allowed(doc_groups: list[str]) -> bool:
         if caller is not None and not caller.can_see(doc_groups):
