@@ -428,6 +428,46 @@ def test_citation_opens_the_viewer_at_the_passage(browser, fresh):
     plain.close()
 
 
+def test_viewer_on_a_pdf_of_the_demo_corpus(browser, tmp_path):
+    """The LibreOffice PDF of the jaarstukken 2024 (data/voorbeeld-pdf): a link to the table
+    row of the Eemsgolaan opens on page 5 with the row marked, the table with its column
+    headings, the page marker above it; axe-core finds nothing."""
+    from rag.index import open_snapshot
+    from rag.indexing import ingest_paths
+
+    settings = Settings(index_dir=tmp_path / "index", models_dir=tmp_path / "models", refusal_min_score=0.0)
+    corpus = tmp_path / "voorbeeld-pdf"
+    corpus.mkdir()
+    name = "jaarstukken-2024-welzijn-gezondheid-zorg-diversiteit.pdf"
+    shutil.copy(REPO / "data" / "voorbeeld-pdf" / name, corpus / name)
+    emb = HashEmbedder()
+    assert ingest_paths([corpus], settings, emb).ok
+    doc_id = f"voorbeeld-pdf/{name[:-4]}"
+    chunk = next(c for c in open_snapshot(settings.index_dir).chunks_of(doc_id) if "Eemsgolaan |" in c.text)
+    row = next(line for line in chunk.text.split("\n") if line.startswith("Eemsgolaan |"))
+    start = chunk.text.index(row)
+    app = create_app(
+        settings, make_pipeline(settings, emb, FakeLLM()), service_settings=ServiceSettings(data_dir=tmp_path / "data")
+    )
+    with LiveServer(app) as url:
+        link = app.state.vb.links.view_url(doc_id, [], chunk.chunk_id, (start, start + len(row)))
+        ctx = browser.new_context(locale="nl-NL", viewport={"width": 1000, "height": 760}, bypass_csp=True)
+        page = ctx.new_page()
+        page.goto(url + link)
+        quote = page.locator("main mark.vb-quote")
+        assert " ".join(quote.all_text_contents()).startswith("Eemsgolaan")
+        box = quote.first.bounding_box()
+        assert box is not None and 0 <= box["y"] < 760
+        assert page.locator("#page-5").count() == 1
+        assert page.locator("table th").first.text_content() == "Locatie"
+        assert "Pagina 5" in page.locator(".vb-meta").text_content() or chunk.page == 5
+        assert page.locator("a.vb-original").get_attribute("href").endswith("#page=5")
+        time.sleep(0.15)
+        page.screenshot(path=str(ARTIFACTS / "17-viewer-pdf.png"), animations="disabled")
+        assert run_axe(page, "viewer-pdf") == []
+        ctx.close()
+
+
 def test_error_states(browser, fresh):
     """429 and 503 with the wait time, the service unreachable, an error mid-stream and a
     stream that breaks halfway (what arrived is kept, retry works)."""

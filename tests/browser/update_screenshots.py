@@ -35,6 +35,7 @@ PICK = {
     "14-zoom-200": "widget-zoom-200",
     "15-real-model": "widget-real-model",
     "16-viewer": "viewer-passage",
+    "17-viewer-pdf": "viewer-pdf-table",
 }
 
 
