@@ -36,7 +36,10 @@ ivf_sq8; no float copy is kept on disk. The manifest records the type and its pa
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -56,6 +59,8 @@ from filelock import Timeout as FileLockTimeout
 
 from .lexical import BM25Index
 from .types import Chunk, Document, Section
+
+log = logging.getLogger("vraagbaak.index")
 
 FORMAT_VERSION = 1
 _SCHEMA = """
@@ -111,6 +116,14 @@ class IndexLockedError(IndexError_):
     pass
 
 
+class IndexCorruptError(IndexError_):
+    """A generation whose files do not match its manifest's checksums, or cannot be opened."""
+
+
+class IndexWriteError(IndexError_):
+    """Writing the next generation failed (disk full, ...); the live generation is unchanged."""
+
+
 @dataclass
 class Manifest:
     embedder: str
@@ -126,6 +139,9 @@ class Manifest:
     # indexes written before index types existed are flat
     index_type: str = "flat"
     index_params: dict[str, Any] = field(default_factory=dict)
+    # sha256 of every file of the generation (relative POSIX path -> hex), checked when it is
+    # opened; empty for generations written before checksums were kept (not checked)
+    checksums: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
@@ -162,6 +178,54 @@ def read_current(index_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     return name or None
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def generation_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a generation folder except its manifest."""
+    return {
+        p.relative_to(folder).as_posix(): _sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def verify_generation(folder: Path) -> Manifest:
+    """The generation's manifest, after checking every file against its checksum. Raises
+    :class:`IndexCorruptError` naming what is wrong (a missing, changed or extra file, an
+    unreadable manifest)."""
+    try:
+        manifest = Manifest.from_file(folder / "manifest.json")
+    except (OSError, ValueError, TypeError) as exc:
+        raise IndexCorruptError(f"index generation {folder.name}: unreadable manifest ({exc})") from exc
+    if not manifest.checksums:
+        return manifest  # written before checksums were kept: nothing to check against
+    problems: list[str] = []
+    for rel, want in manifest.checksums.items():
+        path = folder / rel
+        try:
+            got = _sha256(path)
+        except FileNotFoundError:
+            problems.append(f"{rel} is missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{rel} cannot be read ({exc.strerror or exc})")
+            continue
+        if got != want:
+            problems.append(f"{rel} is damaged (checksum mismatch)")
+    if problems:
+        raise IndexCorruptError(f"index generation {folder.name}: " + "; ".join(problems))
+    return manifest
 
 
 def check_embedder(manifest: Manifest, embedder_id: str, dim: int) -> None:
@@ -333,16 +397,21 @@ class IndexSnapshot:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.name = folder.name
-        self.manifest = Manifest.from_file(folder / "manifest.json")
-        self.vectors = faiss.read_index(str(folder / "vectors.faiss"))
-        self.bm25 = BM25Index.load(folder / "bm25")
-        # immutable=1: the generation never changes once published
-        uri = f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1"
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
+        self.manifest = verify_generation(folder)  # IndexCorruptError when a file is damaged
+        try:
+            self.vectors = faiss.read_index(str(folder / "vectors.faiss"))
+            self.bm25 = BM25Index.load(folder / "bm25")
+            # immutable=1: the generation never changes once published
+            uri = f"file:{folder / 'chunks.sqlite'}?mode=ro&immutable=1"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        except Exception as exc:  # an unchecked (older) generation with a damaged file
+            raise IndexCorruptError(f"index generation {folder.name} cannot be opened: {exc}") from exc
         # generations written before spans and sections were kept lack them
         self.has_spans = "char_start" in _columns(self.db, "chunks")
         self.has_sections = bool(_columns(self.db, "sections"))
+        self.fallback_from: str | None = None  # the damaged live generation this one stands in for
         self._filter_cache: OrderedDict[tuple[str, tuple[Any, ...]], np.ndarray] = OrderedDict()
         self._filter_lock = threading.Lock()
 
@@ -458,11 +527,33 @@ def _doc_dict(r: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def open_snapshot(index_dir: Path) -> IndexSnapshot:
+def open_snapshot(index_dir: Path, skip: set[str] | frozenset[str] = frozenset()) -> IndexSnapshot:
+    """The live generation (``CURRENT``); when it is damaged, the newest older generation that
+    is intact, with the damage logged as an error. Raises IndexCorruptError when none is."""
+    index_dir = Path(index_dir)
     name = read_current(index_dir)
     if name is None:
         raise IndexNotFoundError(f"No index in '{index_dir}'. Build one first: vraagbaak ingest data/voorbeeld")
-    return IndexSnapshot(Path(index_dir) / name)
+    try:
+        if name in skip:
+            raise IndexCorruptError(f"index generation {name} was found damaged before")
+        return IndexSnapshot(index_dir / name)
+    except IndexCorruptError as exc:
+        damage = str(exc)
+    for folder in sorted((p for p in index_dir.glob("gen-*") if p.is_dir() and p.name < name), reverse=True):
+        if folder.name in skip:
+            continue
+        try:
+            snap = IndexSnapshot(folder)
+        except IndexCorruptError:
+            continue
+        log.error("%s; serving the previous intact generation %s instead", damage, folder.name)
+        snap.fallback_from = name
+        return snap
+    raise IndexCorruptError(
+        f"{damage}, and no older intact generation is left in '{index_dir}'. "
+        "Restore a backup (vraagbaak restore) or rebuild the index (vraagbaak ingest --sync …)."
+    )
 
 
 class IndexReader:
@@ -482,8 +573,13 @@ class IndexReader:
         if now - self._checked >= self.check_interval:
             self._checked = now
             name = read_current(self.index_dir)
-            if name and name != self._snapshot.name:
-                self._snapshot = IndexSnapshot(self.index_dir / name)
+            if name and name != self._snapshot.name and name != self._snapshot.fallback_from:
+                try:
+                    self._snapshot = IndexSnapshot(self.index_dir / name)
+                except IndexCorruptError as exc:
+                    # keep serving the generation in use; report the damaged one once
+                    log.error("%s; still serving %s", exc, self._snapshot.name)
+                    self._snapshot.fallback_from = name
         return self._snapshot
 
 
@@ -672,6 +768,7 @@ def write_index(
         current = read_current(index_dir)
         tmp = index_dir / f".tmp-{os.getpid()}-{int(time.time() * 1000)}"
         if current:
+            current = _intact_base(index_dir, current)
             if embedder_id is not None:
                 check_embedder(Manifest.from_file(index_dir / current / "manifest.json"), embedder_id, dim or 0)
             shutil.copytree(index_dir / current, tmp)
@@ -684,13 +781,17 @@ def write_index(
             tmp.mkdir(parents=True)
             manifest = Manifest(embedder=embedder_id, dim=dim)
             vectors = new_flat_index(dim)
-        manifest.generation += 1
+        # after the newest folder there is (when the live generation was damaged and an older
+        # one is the base, its successor's number is taken already)
+        manifest.generation = max([manifest.generation, *_generation_numbers(index_dir)]) + 1
         if chunking is not None:
             manifest.chunking = chunking
         writer = IndexWriter(tmp, manifest, vectors, vector_config)
         try:
             yield writer
             writer._finish()
+            manifest.checksums = generation_checksums(tmp)
+            (tmp / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
             _fsync_tree(tmp)
             final = index_dir / _gen_name(manifest.generation)
             if final.exists():  # a generation folder that was never published
@@ -703,11 +804,62 @@ def write_index(
                 os.fsync(fh.fileno())
             os.replace(pointer, index_dir / "CURRENT")
             _fsync_dir(index_dir)
-        except BaseException:
+        except BaseException as exc:
             writer.abort()
             shutil.rmtree(tmp, ignore_errors=True)
+            if _disk_full(exc):
+                raise IndexWriteError(
+                    f"no space left on the device of '{index_dir}' while writing the next index generation; "
+                    f"nothing was changed: {current or 'no generation'} stays live. Free space and run the ingest again."
+                ) from exc
             raise
         _collect_garbage(index_dir, keep_generations)
+
+
+def _generation_numbers(index_dir: Path) -> list[int]:
+    out = []
+    for p in index_dir.glob("gen-*"):
+        with contextlib.suppress(ValueError):
+            out.append(int(p.name[4:]))
+    return out
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT anywhere in the exception chain (SQLite says "database or disk is full")."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(e, sqlite3.OperationalError) and "full" in str(e):
+            return True
+        if "No space left on device" in str(e):  # faiss and bm25s raise RuntimeError/others
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _intact_base(index_dir: Path, current: str) -> str:
+    """The generation a writer starts from: the live one when it is intact, else the newest
+    intact older one (the changes of the damaged one are then made again by the next ingest:
+    its documents are missing or older in the base, so their files count as new or changed)."""
+    try:
+        verify_generation(index_dir / current)
+        return current
+    except IndexCorruptError as exc:
+        damage = str(exc)
+    for folder in sorted((p for p in index_dir.glob("gen-*") if p.is_dir() and p.name < current), reverse=True):
+        try:
+            verify_generation(folder)
+        except IndexCorruptError:
+            continue
+        log.error("%s; the next generation is built on %s", damage, folder.name)
+        return folder.name
+    raise IndexCorruptError(
+        f"{damage}, and no older intact generation is left to build on. Rebuild into an empty folder "
+        "(vraagbaak ingest --index-dir NEW …) or restore a backup."
+    )
 
 
 def _collect_garbage(index_dir: Path, keep: int) -> None:

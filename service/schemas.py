@@ -358,5 +358,8 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     index_generation: str | None = None
+    index_damaged: str | None = Field(
+        None, description="The live generation that was found damaged; index_generation is the older one served"
+    )
     llm: str | None = None
     embedder: str | None = None

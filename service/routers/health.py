@@ -37,7 +37,13 @@ async def readyz(state: State) -> Any:
     except Exception:
         log.exception("readiness: index not readable")
         return JSONResponse(Ready(status="index_unavailable").model_dump(), status_code=503)
-    return Ready(status="ready", index_generation=snap.name, llm=p.llm.model_id, embedder=p.retriever.embedder.model_id)
+    return Ready(
+        status="ready",
+        index_generation=snap.name,
+        index_damaged=getattr(snap, "fallback_from", None),
+        llm=p.llm.model_id,
+        embedder=p.retriever.embedder.model_id,
+    )
 
 
 @router.get(
