@@ -52,11 +52,10 @@ def serve(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Run the HTTP API (uvicorn, one process: the LLM gate is per process)."""
-    import uvicorn
-
     from rag.settings import Settings
 
     from .app import create_app
+    from .lifecycle import run_server
     from .logging import configure_logging
 
     cfg = _service_settings(data_dir, host=host, port=port, dev_mode=True if dev else None)
@@ -72,15 +71,7 @@ def serve(
             err=True,
         )
     app = create_app(settings, service_settings=cfg)
-    uvicorn.run(
-        app,
-        host=cfg.host,
-        port=cfg.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-    )
+    run_server(app, cfg.host, cfg.port, cfg.shutdown_grace_s)
 
 
 # --------------------------------------------------------------------------- keys

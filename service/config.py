@@ -104,6 +104,9 @@ class ServiceSettings(VraagbaakSettings):
     # Load the models in the background after start-up (/readyz says when it is done), so
     # /healthz answers at once. False: load before accepting connections.
     load_in_background: bool = True
+    # On SIGTERM: new requests get 503 while the ones in flight (answers, streams) finish,
+    # for at most this many seconds (service/lifecycle.py); then the process exits.
+    shutdown_grace_s: float = Field(30.0, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

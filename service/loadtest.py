@@ -213,23 +213,29 @@ async def run(
 # --------------------------------------------------------------------------- fake server
 
 
-def serve_fake(port: int, delay: float, tokens: int, concurrency: int, queue: int) -> None:
-    """A service with a fake LLM over a temporary index (used by --fake, in a subprocess)."""
+def serve_fake(
+    port: int, delay: float, tokens: int, concurrency: int, queue: int, root: Path | None = None, grace: float = 30.0
+) -> None:
+    """A service with a fake LLM over a temporary index (used by --fake, in a subprocess).
+    With ``root`` holding a previous run's index, data folder and keys, it serves those (a
+    restart: tests/test_faults.py). Drains on SIGTERM like ``vraagbaak serve``."""
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
-    import uvicorn
-
     from rag.settings import Settings
     from service.app import create_app
     from service.config import ServiceSettings
+    from service.lifecycle import run_server
     from service.logging import configure_logging
     from service.testing import FakeLLM, build_index, make_pipeline
     from tests.conftest import HashEmbedder  # the repository's deterministic test embedder
 
-    root = Path(tempfile.mkdtemp(prefix="vraagbaak-load-"))
+    restart = root is not None and (root / "keys.json").exists()
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="vraagbaak-load-"))
     settings = Settings(index_dir=root / "index", models_dir=root / "models", refusal_min_score=0.0)
     emb = HashEmbedder()
-    build_index(root / "corpus", settings, emb)
+    if not restart:
+        build_index(root / "corpus", settings, emb)
     cfg = ServiceSettings(
         data_dir=root / "data",
         llm_concurrency=concurrency,
@@ -238,15 +244,17 @@ def serve_fake(port: int, delay: float, tokens: int, concurrency: int, queue: in
         rate_limit_per_minute=600,
         rate_limit_burst=50,
         log_level="WARNING",
+        shutdown_grace_s=grace,
     )
     app = create_app(
         settings, make_pipeline(settings, emb, FakeLLM(delay=delay, extra_tokens=tokens)), service_settings=cfg
     )
-    keys = [app.state.vb.keys.add(f"load{i}", "reader") for i in range(4)]
-    (root / "keys.json").write_text(json.dumps(keys))
+    if not restart:
+        keys = [app.state.vb.keys.add(f"load{i}", "reader") for i in range(4)]
+        (root / "keys.json").write_text(json.dumps(keys))
     print(json.dumps({"root": str(root)}), flush=True)
     configure_logging("WARNING", True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    run_server(app, "127.0.0.1", port, grace)
 
 
 def _free_port() -> int:
@@ -270,13 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fake-delay", type=float, default=0.05, help="fake LLM seconds per token")
     ap.add_argument("--fake-tokens", type=int, default=40, help="extra tokens per fake answer")
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # --serve-fake: reuse this folder
+    ap.add_argument("--grace", type=float, default=30.0, help=argparse.SUPPRESS)  # --serve-fake: drain bound
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args(argv)
     if args.duration <= 0 or args.duration > MAX_DURATION:
         ap.error(f"--duration must be in (0, {MAX_DURATION:.0f}]")
 
     if args.serve_fake:
-        serve_fake(args.serve_fake, args.fake_delay, args.fake_tokens, concurrency=1, queue=4)
+        serve_fake(
+            args.serve_fake, args.fake_delay, args.fake_tokens, concurrency=1, queue=4, root=args.root, grace=args.grace
+        )
         return 0
 
     proc = None

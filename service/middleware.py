@@ -15,6 +15,7 @@ from .state import ServiceState
 
 log = logging.getLogger("vraagbaak.service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NOT_COUNTED = frozenset({"/healthz", "/readyz", "/metrics"})  # answered during a drain, not waited for
 
 
 class ServiceMiddleware:
@@ -45,6 +46,13 @@ class ServiceMiddleware:
                 message = {**message, "headers": hdrs}
             await send(message)
 
+        path = scope.get("path")
+        counted = path not in _NOT_COUNTED
+        if counted and self.state.draining_since is not None:
+            await self._shutting_down(scope, receive, send_wrapped)
+            return
+        if counted:
+            self.state.active_requests += 1
         try:
             limit = self._limit(scope)
             cl = headers.get(b"content-length")
@@ -64,6 +72,8 @@ class ServiceMiddleware:
             body = {"error": {"code": "internal", "message": "internal server error", "request_id": rid}}
             await JSONResponse(body, status_code=500)(scope, receive, send_wrapped)
         finally:
+            if counted:
+                self.state.active_requests -= 1
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             seconds = time.perf_counter() - t0
@@ -82,6 +92,19 @@ class ServiceMiddleware:
                         "caller": scope.get("state", {}).get("caller"),
                     },
                 )
+
+    async def _shutting_down(self, scope, receive, send) -> None:
+        """503 during the drain (service/lifecycle.py): another replica, or this one after
+        its restart, answers the retry."""
+        body = {
+            "error": {
+                "code": "shutting_down",
+                "message": "the service is shutting down; retry in a few seconds",
+                "request_id": scope["state"]["request_id"],
+            }
+        }
+        headers = {"Retry-After": "5", "Connection": "close"}
+        await JSONResponse(body, status_code=503, headers=headers)(scope, receive, send)
 
     def _limit(self, scope) -> int:
         if scope["method"] == "POST" and scope.get("path") == "/v1/documents":

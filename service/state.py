@@ -36,6 +36,8 @@ class ServiceState:
     loading: bool = False
     doc_lock: asyncio.Lock | None = None  # one ingest/removal at a time
     links: LinkSigner | None = None  # signs the citations' viewer links (service/links.py)
+    draining_since: float | None = None  # monotonic time of SIGTERM (service/lifecycle.py)
+    active_requests: int = 0  # requests in flight, /healthz, /readyz and /metrics not counted
     answers: AnswerService = field(init=False)
 
     def __post_init__(self) -> None:

@@ -28,6 +28,8 @@ async def healthz() -> Health:
     responses={503: {"model": Ready, "description": "Not ready (loading or failed)"}},
 )
 async def readyz(state: State) -> Any:
+    if state.draining_since is not None:  # SIGTERM: take this replica out of the balancer
+        return JSONResponse(Ready(status="draining").model_dump(), status_code=503, headers={"Retry-After": "5"})
     p = state.pipeline
     if p is None:
         status = "error" if state.load_error else "loading"
