@@ -1,4 +1,5 @@
-"""``vraagbaak serve``, ``vraagbaak keys add/list/revoke`` and ``vraagbaak feedback export``.
+"""``vraagbaak serve``, ``vraagbaak keys add/list/revoke``, ``vraagbaak feedback export`` and
+``vraagbaak backup PATH`` / ``vraagbaak restore PATH``.
 
 Attach to the main CLI with::
 
@@ -154,14 +155,106 @@ def feedback_export(
     typer.secho(f"{n} feedback records", err=True, dim=True)
 
 
+# --------------------------------------------------------------------------- backup, restore
+IndexDirOpt = Annotated[Path | None, typer.Option("--index-dir", help="Index folder (default: settings).")]
+
+
+def _index_settings(index_dir: Path | None):
+    from rag.settings import Settings
+
+    settings = Settings()
+    if index_dir is not None:
+        settings.index_dir = index_dir
+    return settings
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def backup_cmd(
+    path: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz), or an existing folder to write it into.")],
+    index_dir: IndexDirOpt = None,
+    data_dir: DataDirOpt = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="Seconds to wait for a running ingest to finish.")
+    ] = 600.0,
+) -> None:
+    """Save the index, API keys, feedback, audit log, link secret and uploads to one archive
+    (safe while the service runs)."""
+    from .backup import BackupError, backup
+
+    cfg = _service_settings(data_dir)
+    try:
+        report = backup(_index_settings(index_dir), cfg, path, lock_timeout=lock_timeout)
+    except BackupError as exc:
+        typer.secho(f"backup failed: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.secho(f"backup failed: {exc.strerror or exc} ({exc.filename or path})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"backup written: {report.path} ({_size(report.size)}, mode 600) in {report.seconds:.1f} s")
+    typer.echo(
+        f"  index     {report.generation}: {report.n_documents} documents, {report.n_chunks} chunks, "
+        f"embedder {report.embedder} ({_size(report.files.get('index', 0))})"
+    )
+    for name, size in report.files.items():
+        if name != "index":
+            typer.echo(f"  {name:<18s}{_size(size)}")
+    secrets = "the API keys' hashes" + (" and the link secret" if report.has_link_secret else "")
+    typer.secho(f"The archive holds {secrets}: store it like a secret.", fg=typer.colors.YELLOW, err=True)
+
+
+def restore_cmd(
+    path: Annotated[Path, typer.Argument(help="Archive written by vraagbaak backup.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the index and data of a target that already holds state.")
+    ] = False,
+    index_dir: IndexDirOpt = None,
+    data_dir: DataDirOpt = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="Seconds to wait for a running ingest to finish.")
+    ] = 600.0,
+) -> None:
+    """Restore an archive of vraagbaak backup (every file's sha256 is checked first)."""
+    from .backup import BackupError, restore
+
+    cfg = _service_settings(data_dir)
+    try:
+        report = restore(_index_settings(index_dir), cfg, path, force=force, lock_timeout=lock_timeout)
+    except BackupError as exc:
+        typer.secho(f"restore refused: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.secho(f"restore failed: {exc.strerror or exc} ({exc.filename or path})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"restored the backup of {report.created_at} in {report.seconds:.1f} s:")
+    typer.echo(f"  index {report.index_dir}: {report.generation} (embedder {report.embedder}) is live")
+    typer.echo(f"  data  {report.data_dir}: {', '.join(r for r in report.restored if not r.startswith('index'))}")
+    if report.kept:
+        typer.echo(f"  kept (not in the backup): {', '.join(report.kept)}")
+    for w in report.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(
+        "A running service serves the restored index and keys at once; restart it to use the restored link secret."
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``keys`` and ``feedback`` to the main ``vraagbaak`` CLI, and the
+    """Add ``serve``, ``keys``, ``feedback``, ``backup`` and ``restore`` to the main ``vraagbaak`` CLI, and the
     document viewer's links to the answers that ``vraagbaak ask`` prints."""
     from rag import cli as rag_cli
 
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(feedback_app, name="feedback")
+    app.command("backup")(backup_cmd)
+    app.command("restore")(restore_cmd)
     if cli_viewer_links not in rag_cli.CITATION_LINKERS:
         rag_cli.CITATION_LINKERS.append(cli_viewer_links)
 
