@@ -15,7 +15,8 @@ from pathlib import Path
 from .chunking import chunk_document
 from .embed import Embedder
 from .index import VectorIndexConfig, write_index
-from .ingest import IngestError, discover, parse_file
+from .ingest import IngestError, discover
+from .ingest.isolation import close_parser, make_parser
 from .settings import Settings
 from .spans import locate_chunks
 from .types import Chunk, Document
@@ -82,7 +83,29 @@ def ingest_paths(
     groups: list[str] | None = None,
     progress: bool = False,
     wait: bool = False,
-    parse: Callable[..., Document] = parse_file,
+    parse: Callable[..., Document] | None = None,
+) -> IngestReport:
+    """``parse`` defaults to :func:`rag.ingest.isolation.make_parser` (``settings.parse_isolation``:
+    a worker process with the settings' limits, ended when the run ends)."""
+    own_parser = parse is None
+    if parse is None:
+        parse = make_parser(settings)
+    try:
+        return _ingest_paths(paths, settings, embedder, sync, groups, progress, wait, parse)
+    finally:
+        if own_parser:
+            close_parser(parse)
+
+
+def _ingest_paths(
+    paths: Sequence[Path],
+    settings: Settings,
+    embedder: Embedder,
+    sync: bool,
+    groups: list[str] | None,
+    progress: bool,
+    wait: bool,
+    parse: Callable[..., Document],
 ) -> IngestReport:
     report = IngestReport()
     t0 = time.perf_counter()

@@ -306,6 +306,26 @@ class Settings(VraagbaakSettings):
     ivf_nlist: int = Field(0, ge=0)  # IVF lists; 0 = 4·sqrt(chunks), retrained when off by 2x
     ivf_nprobe: int = Field(32, ge=1)  # lists scanned per query (more for filtered queries)
 
+    # --- ingest: limits on hostile files (rag/ingest/limits.py, rag/ingest/isolation.py) ---
+    # Each refusal is an IngestError naming the limit and its setting; the rest of the run goes on.
+    # bytes on disk; a larger file is refused from its size alone, before it is read
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    # DOCX (a zip package): the uncompressed size of all its members together, and of any one,
+    # read from the zip's central directory before anything is inflated (zipfile never inflates
+    # a member past the size written there)
+    max_inflated_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    # ... and a member over 1 MB uncompressed that is more than this many times its compressed
+    # size is refused as a zip bomb (real document XML compresses 5-20:1)
+    max_compression_ratio: float = Field(100.0, gt=1)
+    max_pages: int = Field(2000, ge=1)  # PDF pages
+    # "process": every parse runs in a worker process (a fresh interpreter, one per ingest
+    # run or upload, restarted after a crash) with an address-space limit and a timeout, so a parser that
+    # hangs, crashes or eats memory costs one file, not the service; "inline": in this process
+    # (tests, debugging; the limits above still apply, these two do not)
+    parse_isolation: Literal["process", "inline"] = "process"
+    parse_timeout_s: float = Field(60.0, gt=0)  # per file; the worker is killed after it
+    parse_memory_mb: int = Field(2048, ge=256)  # the worker's RLIMIT_AS (virtual memory)
+
     # --- chunking -------------------------------------------------------------
     chunk_size: int = 600  # characters
     chunk_overlap: int = 100  # characters

@@ -46,9 +46,13 @@ def ingest_upload(cfg: ServiceSettings, pipeline: Any, fh: BinaryIO, name: str, 
     that parses is moved into uploads/ and indexed, so a bad file changes nothing."""
     from rag.index import IndexError_, IndexLockedError
     from rag.indexing import ingest_paths
-    from rag.ingest import IngestError, parse_file
+    from rag.ingest import IngestError
+    from rag.ingest.isolation import close_parser, make_parser
 
     settings = pipeline.settings
+    # the same parse as `vraagbaak ingest`: a worker process with the settings' limits
+    # (parse_isolation), used for the check and for the indexing below
+    parse = make_parser(settings)
     uploads = cfg.uploads_dir
     incoming = uploads.parent / ".incoming" / secrets.token_hex(8)
     incoming.mkdir(parents=True, exist_ok=True)
@@ -62,7 +66,7 @@ def ingest_upload(cfg: ServiceSettings, pipeline: Any, fh: BinaryIO, name: str, 
                     raise ApiError(413, "too_large", f"file too large (at most {cfg.max_upload_bytes} bytes)")
                 out.write(chunk)
         try:
-            parse_file(tmp, root=incoming, groups=groups)
+            parse(tmp, root=incoming, groups=groups)
         except IngestError as exc:
             raise RequestValidationError(
                 [{"loc": ("body", "file"), "msg": f"cannot ingest {name}: {exc.reason}", "type": "ingest_error"}]
@@ -77,7 +81,7 @@ def ingest_upload(cfg: ServiceSettings, pipeline: Any, fh: BinaryIO, name: str, 
         os.replace(tmp, final)
 
         def parse_upload(path, root=None, groups=None, **kw):  # doc ids "uploads/<name>"
-            return parse_file(path, root=uploads.parent, groups=groups, **kw)
+            return parse(path, root=uploads.parent, groups=groups, **kw)
 
         try:
             report = ingest_paths([final], settings, pipeline.retriever.embedder, groups=groups, parse=parse_upload)
@@ -109,6 +113,7 @@ def ingest_upload(cfg: ServiceSettings, pipeline: Any, fh: BinaryIO, name: str, 
             generation=report.generation,
         )
     finally:
+        close_parser(parse)
         shutil.rmtree(incoming, ignore_errors=True)
 
 

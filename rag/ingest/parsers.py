@@ -58,6 +58,7 @@ adds the title itself, see ``Chunk.embed_text``).
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ from rag.ingest.formats.html import parse_html
 from rag.ingest.formats.markdown import parse_md
 from rag.ingest.formats.pdf import parse_pdf
 from rag.ingest.formats.txt import parse_txt
+from rag.ingest.limits import ParseLimits, check_file_size
 from rag.ingest.metadata import load_overrides
 from rag.types import Document
 
@@ -116,27 +118,37 @@ def parse_file(
     groups: list[str] | None = None,
     *,
     include_question: bool = True,
+    limits: ParseLimits | None = None,
 ) -> Document:
     """Parse one file into a :class:`Document`.
 
     ``groups`` are the access groups (empty = everyone); metadata files may override
     them (see the module docstring). ``include_question`` only matters for FAQ JSON:
     when False the question is kept as the title but left out of every section text.
+    ``limits`` bound the file's size, a DOCX's inflated size and a PDF's pages
+    (:mod:`rag.ingest.limits`; default: the settings' defaults). This runs in the calling
+    process: :mod:`rag.ingest.isolation` runs it in a worker with a memory limit and a timeout.
     Raises :class:`IngestError` for every kind of bad input.
     """
     path = Path(path)
     root_path = Path(root) if root is not None else None
     suffix = path.suffix.lower()
+    limits = limits or ParseLimits()
     try:
         if suffix not in SUPPORTED_EXTENSIONS:
             shown = suffix or "(no extension)"
             raise IngestError(f"unsupported file type {shown}; supported: {', '.join(sorted(SUPPORTED_EXTENSIONS))}")
-        data = _read_bytes(path)
+        _check_name(path.name)
+        data = _read_bytes(path, limits)
         if not data.strip():
             raise IngestError("empty file")
         overrides = load_overrides(path, root_path)
         if suffix == ".json":
             parsed = parse_faq_json(data, include_question=include_question)
+        elif suffix == ".pdf":
+            parsed = parse_pdf(data, limits=limits)
+        elif suffix == ".docx":
+            parsed = parse_docx(data, limits=limits)
         else:
             parsed = _PARSERS[suffix](data)
         return _build_document(parsed, path, root_path, data, groups, overrides)
@@ -144,13 +156,36 @@ def parse_file(
         if exc.path is None:
             exc.path = path
         raise
+    except MemoryError:
+        raise IngestError(OUT_OF_MEMORY, path) from None
+    except RecursionError:
+        raise IngestError("parser gave up: structure nested too deeply (RecursionError)", path) from None
     except Exception as exc:  # a library choked on bad input: wrap, never leak
         raise IngestError(f"could not parse {suffix or 'file'}: {type(exc).__name__}: {exc}", path) from exc
 
 
-def _read_bytes(path: Path) -> bytes:
+OUT_OF_MEMORY = "parser ran out of memory"
+
+# bidirectional overrides and isolates: they make a name display as another one
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _check_name(name: str) -> None:
+    """Refuse a file name with control characters (newlines, escapes, bidi overrides): it
+    would corrupt logs, reports and citations, and is no name a person gave a document."""
+    bad = [c for c in name if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS]
+    if bad:
+        shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in bad}))
+        raise IngestError(f"file name contains control characters ({shown})")
+
+
+def _read_bytes(path: Path, limits: ParseLimits) -> bytes:
     try:
-        return path.read_bytes()
+        check_file_size(path.stat().st_size, limits)
+        with path.open("rb") as fh:
+            data = fh.read(limits.max_file_bytes + 1)
+        check_file_size(len(data), limits)  # it grew since the stat
+        return data
     except FileNotFoundError:
         raise IngestError("file not found") from None
     except IsADirectoryError:

@@ -7,6 +7,7 @@ import re
 
 from rag.ingest.common import Parsed, clean_line, first_line, normalise_text
 from rag.ingest.errors import IngestError
+from rag.ingest.limits import ParseLimits, check_zip_package
 from rag.types import Section
 
 _DOCX_HEADING = re.compile(r"^(?:heading|kop)\s*([1-9])$", re.IGNORECASE)
@@ -14,13 +15,14 @@ _DOCX_TITLE = re.compile(r"^(?:title|titel)$", re.IGNORECASE)
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def parse_docx(data: bytes) -> Parsed:
+def parse_docx(data: bytes, *, limits: ParseLimits | None = None) -> Parsed:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     if data.startswith(_OLE_MAGIC):
         raise IngestError("not a DOCX package: encrypted (password protected) or an old .doc file")
+    check_zip_package(data, limits or ParseLimits())  # from the central directory, nothing inflated
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:

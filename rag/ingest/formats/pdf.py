@@ -49,6 +49,7 @@ from rag.ingest.formats.txt import (
     sections_from_lines,
     unwrap,
 )
+from rag.ingest.limits import ParseLimits, check_page_count
 from rag.types import Section
 
 _PDF_TITLE_JUNK = re.compile(r"^(?:untitled|naamloos|document\d*)$|\.(?:docx?|pdf|odt|rtf)$", re.IGNORECASE)
@@ -61,7 +62,7 @@ _WRAPPED_HEADING_WORDS = 5
 _MAX_HEADING_CHARS = 100
 
 
-def parse_pdf(data: bytes) -> Parsed:
+def parse_pdf(data: bytes, *, limits: ParseLimits | None = None) -> Parsed:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError
 
@@ -82,8 +83,12 @@ def parse_pdf(data: bytes) -> Parsed:
             raise IngestError("encrypted PDF (password protected): cannot extract text")
 
     found_date: str | None = None
+    limits = limits or ParseLimits()
     try:
+        check_page_count(len(reader.pages), limits)  # the page tree, before any text is extracted
         pages = list(reader.pages)
+    except IngestError:
+        raise
     except Exception as exc:
         raise IngestError(f"corrupt PDF: cannot read the page tree ({exc})") from exc
     texts: list[_PageText] = []
