@@ -253,3 +253,65 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- a fake service in a process
+
+
+class FakeService:
+    """``python -m service.loadtest --serve-fake PORT`` in a subprocess: the real service
+    (uvicorn, drain on SIGTERM) over a test index with a fake LLM (``delay`` s per token),
+    its index, data folder and keys in ``root`` — start it again on the same root to restart
+    it. Used by tests/test_faults.py and eval/fault_drills.py."""
+
+    def __init__(self, root: Path, delay: float = 0.05, tokens: int = 60, grace: float = 20.0) -> None:
+        self.root, self.delay, self.tokens, self.grace = Path(root), delay, tokens, grace
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: Any = None  # subprocess.Popen
+
+    def start(self, timeout: float = 60) -> float:
+        """Start and wait until /readyz is 200; returns the seconds that took."""
+        import os
+        import subprocess
+        import sys
+        import urllib.request
+
+        t0 = time.monotonic()
+        cmd = [sys.executable, "-m", "service.loadtest", "--serve-fake", str(self.port)]
+        cmd += ["--fake-delay", str(self.delay), "--fake-tokens", str(self.tokens)]
+        cmd += ["--root", str(self.root), "--grace", str(self.grace)]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.proc.stdout.readline()  # {"root": ...} once the app exists
+        while time.monotonic() - t0 < timeout:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the fake service exited with {self.proc.returncode}")
+            time.sleep(0.05)
+        raise RuntimeError("the fake service did not become ready")
+
+    def key(self) -> str:
+        import json
+
+        return json.loads((self.root / "keys.json").read_text())[0]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key()}"}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

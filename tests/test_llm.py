@@ -14,13 +14,10 @@ import gc
 import importlib.metadata
 import inspect
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -683,39 +680,13 @@ def llama_server(tmp_path_factory):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] extras are not installed")
     pytest.importorskip("openai")
-    path = _gguf_path()
-    port = _free_port()
-    threads = max(1, len(os.sched_getaffinity(0)))
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--n_ctx", "2048", "--n_threads", str(threads), "--n_threads_batch", str(threads)]
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    url = f"http://127.0.0.1:{port}/v1"
-    # the server logs a lot (200 kB at start): to a file, never to a pipe nobody reads
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    from tests.llama_server import LlamaServer
+
+    server = LlamaServer(_gguf_path(), _free_port(), tmp_path_factory.mktemp("llama_server") / "server.log")
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_bytes()[-2000:].decode(errors="replace")
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {tail}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer in 240 s; see {log_path}")
-            time.sleep(0.5)
-        yield url
+        yield server.start().url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        server.stop()
 
 
 @pytest.mark.slow
