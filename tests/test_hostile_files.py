@@ -184,3 +184,18 @@ def test_hostile_files_ingested_with_good_ones(tmp_path, hash_embedder):
         assert words in failed[name], (name, failed[name])
     assert sorted(report.added) == ["docs/raadsbrief-2022-parkeren", "docs/sportnota-2021"]
     assert seconds < 30
+
+
+def test_tidy_sections_is_linear_in_the_number_of_paragraphs():
+    """Regression (found by the "just under max_file_bytes" drill): merging a section's
+    paragraphs with ``+=`` on an attribute copied the text each time, so a 4 MB text file of
+    one section took 7 s to parse and a 100 MB one would have hit the parse timeout."""
+    from rag.ingest.common import tidy_sections
+    from rag.types import Section
+
+    paragraph = "De gemeente wil dat iedereen kan sporten en bewegen, ook in de wijken. " * 3
+    sections = [Section(text=paragraph) for _ in range(20_000)]  # 4 MB in one heading path
+    t = time.perf_counter()
+    out = tidy_sections(sections, [])
+    assert time.perf_counter() - t < 2.0  # quadratic: ~40 GB copied, tens of seconds
+    assert len(out) == 1 and out[0].text == "\n\n".join([paragraph.strip()] * 20_000)

@@ -204,6 +204,7 @@ def tidy_sections(sections: list[Section], titles: list[str]) -> list[Section]:
     A leading heading equal to a title is dropped (the title is indexed separately).
     """
     out: list[Section] = []
+    texts: list[list[str]] = []  # joined once at the end: += on an attribute copies (quadratic)
     for sec in sections:
         text = normalise_text(sec.text)
         if not text:
@@ -212,9 +213,13 @@ def tidy_sections(sections: list[Section], titles: list[str]) -> list[Section]:
         if path and any(t and _same_text(path[0], t) for t in titles):
             path = path[1:]
         if out and out[-1].heading_path == path and out[-1].page == sec.page:
-            out[-1].text += "\n\n" + text
+            texts[-1].append(text)
         else:
             out.append(Section(text=text, heading_path=path, page=sec.page))
+            texts.append([text])
+    for sec, parts in zip(out, texts, strict=True):
+        if len(parts) > 1:
+            sec.text = "\n\n".join(parts)
     return out
 
 
