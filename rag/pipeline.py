@@ -90,9 +90,12 @@ def build_context(
                 break
             text = _cut_to_tokens(text, room, count_tokens)
             cost = room + 12
-        # a passage is data: a clause in it that addresses the assistant is not passed on (rag/guard.py)
+        # a passage is data: a clause in it that addresses the assistant is not passed on
+        # (rag/guard.py), nor in its title or headings (a PDF's metadata title, a heading)
         text = strip_instructions(text)
-        passages.append(Passage(marker=len(passages) + 1, text=text, title=hit.title, section=hit.section))
+        title = strip_instructions(hit.title) or hit.doc_id.rsplit("/", 1)[-1]  # a title that was all instruction
+        section = " › ".join(h for h in (strip_instructions(h) for h in hit.heading_path) if h)
+        passages.append(Passage(marker=len(passages) + 1, text=text, title=title, section=section))
         chosen.append(hit)
         used += cost
     return Context(
