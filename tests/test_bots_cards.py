@@ -431,3 +431,29 @@ def test_a_cancelled_bot_question_stops_the_generation():
     t0 = time.monotonic()
     in_flight, seconds = asyncio.run(run())
     assert in_flight == 0 and stopped.is_set() and seconds < 3
+
+
+def test_script_and_links_from_documents_stay_inert_in_slack_and_teams():
+    """Text from the model or a document cannot become markup, a mention or a javascript: link."""
+    hostile = "Zie [klik](javascript:alert(1)) en <script>alert(2)</script> <!channel> <https://evil.example|bank>"
+    answer = Answer(
+        answer=hostile + " [1].",
+        citations=[
+            Citation(
+                marker=1,
+                doc_id="d",
+                title="<img src=x onerror=alert(1)> [t](javascript:alert(3))",
+                source="d.txt",
+                section="[kop](javascript:alert(4))",
+                snippet="x",
+            )
+        ],
+        model=ModelInfo(llm="l", embedder="e"),
+    )
+    slack = json.dumps(cards.slack_blocks(answer))
+    assert "<script" not in slack and "<!channel>" not in slack and "<https://evil" not in slack
+    assert "&lt;script&gt;" in slack and "&lt;!channel&gt;" in slack
+    card = cards.adaptive_card(answer)
+    texts = " ".join(b.get("text", "") for b in card["body"])
+    assert "](javascript" not in texts and "](" not in texts.replace("](http", "")
+    assert "[1]" in texts  # the markers stay

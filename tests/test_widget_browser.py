@@ -468,6 +468,65 @@ def test_viewer_on_a_pdf_of_the_demo_corpus(browser, tmp_path):
         ctx.close()
 
 
+HOSTILE_DOC = (
+    "# Nota <img src=/x-title onerror=alert('titel')>\n\n## Risico's\n\n"
+    "De bibliotheek <script>alert('tekst')</script> in Beijum <img src=/x-text onerror=alert(1)> opent op "
+    "[maandag](javascript:alert('md')) om negen uur. <a href=\"javascript:alert('a')\">klik</a>\n"
+)
+
+
+def test_script_and_markup_in_documents_stay_inert_in_widget_and_viewer(browser, tmp_path):
+    """A document whose title and text carry <script>, onerror= and javascript: links: asked
+    about in the widget (the fake LLM repeats its first sentence), its citation opened in the
+    viewer. No dialog opens, no request leaves for the injected image, no script error."""
+    from rag.indexing import ingest_paths
+
+    settings = Settings(index_dir=tmp_path / "index", models_dir=tmp_path / "models", refusal_min_score=0.0)
+    docs = tmp_path / "nota"
+    docs.mkdir()
+    (docs / "nota-2024-bibliotheek.md").write_text(HOSTILE_DOC, encoding="utf-8")
+    emb = HashEmbedder()
+    assert ingest_paths([docs], settings, emb).ok
+    app = create_app(
+        settings, make_pipeline(settings, emb, FakeLLM()), service_settings=ServiceSettings(data_dir=tmp_path / "d")
+    )
+    mount_widget(app)
+    key = app.state.vb.keys.add("w", "reader")
+    dialogs: list[str] = []
+    requests: list[str] = []
+    errors: list[str] = []
+    with LiveServer(app) as url:
+        ctx = browser.new_context(locale="nl-NL", viewport=DESKTOP)
+        ctx.on("request", lambda r: requests.append(r.url))
+        page = ctx.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/demo?key={key}")
+        page.wait_for_selector("vraagbaak-widget[data-ready]", state="attached")
+        tab_to(page, lambda f: "vb-launcher" in f.get("cls", ""))
+        page.keyboard.press("Enter")
+        ask_by_keyboard(page, "Wanneer opent de bibliotheek in Beijum?")
+        wait_done(page)
+        answer = last_answer(page)
+        assert "<script>" in answer.locator(".vb-text").text_content()  # shown as text
+        assert answer.locator(".vb-text script, .vb-text img, .vb-text a[href^=javascript]").count() == 0
+        tab_to(page, lambda f: "vb-cite" in f.get("cls", ""), key="Shift+Tab")
+        page.keyboard.press("Enter")
+        assert answer.locator(".vb-note img, .vb-note script").count() == 0
+        href = answer.locator(".vb-note a.vb-viewer-link").get_attribute("href")
+        viewer = ctx.new_page()
+        viewer.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        viewer.on("pageerror", lambda e: errors.append(str(e)))
+        viewer.goto(href)
+        assert "<script>alert('tekst')</script>" in viewer.locator("main").text_content()
+        assert viewer.locator("main script, main img, a[href^=javascript]").count() == 0
+        assert "<img src=/x-title" in viewer.locator("h1").text_content()
+        time.sleep(0.3)
+        ctx.close()
+    assert dialogs == [] and errors == []
+    assert not [r for r in requests if "/x-title" in r or "/x-text" in r], requests
+
+
 def test_error_states(browser, fresh):
     """429 and 503 with the wait time, the service unreachable, an error mid-stream and a
     stream that breaks halfway (what arrived is kept, retry works)."""

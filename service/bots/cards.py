@@ -186,15 +186,21 @@ def _md_link_text(text: str) -> str:
     return text.replace("[", "(").replace("]", ")")
 
 
+def _md_inert(text: str) -> str:
+    """Text from the model or a document, in an Adaptive Card: ``[x](javascript:…)`` (or any
+    target) cannot form a link (``] (`` is no link syntax); markers ``[1]`` stay as they are."""
+    return text.replace("](", "] (")
+
+
 def adaptive_card(answer: Answer, *, document_url: str = "", feedback: bool = True) -> dict[str, Any]:
     """An Adaptive Card (1.5, as Teams renders it) with the answer text, the numbered sources
     (markdown links) and 👍/👎 ``Action.Submit`` buttons carrying the answer id."""
     body: list[dict[str, Any]] = []
     if answer.refused:
         body.append({"type": "TextBlock", "text": REFUSAL_TITLE, "weight": "Bolder", "color": "Warning", "wrap": True})
-        body.append({"type": "TextBlock", "text": answer.answer.strip(), "wrap": True})
+        body.append({"type": "TextBlock", "text": _md_inert(answer.answer.strip()), "wrap": True})
     else:
-        body.append({"type": "TextBlock", "text": answer.answer.strip(), "wrap": True})
+        body.append({"type": "TextBlock", "text": _md_inert(answer.answer.strip()), "wrap": True})
         if answer.citations:
             body.append(
                 {"type": "TextBlock", "text": SOURCES_TITLE, "weight": "Bolder", "spacing": "Medium", "separator": True}
@@ -202,11 +208,15 @@ def adaptive_card(answer: Answer, *, document_url: str = "", feedback: bool = Tr
             for c in answer.citations[:_MAX_SOURCES]:
                 title, detail = source_label(c)
                 url = document_link(c, document_url)
-                name = f"[{_md_link_text(title)}]({url.replace(' ', '%20').replace(')', '%29')})" if url else title
+                name = (
+                    f"[{_md_link_text(title)}]({url.replace(' ', '%20').replace(')', '%29')})"
+                    if url
+                    else _md_link_text(title)
+                )
                 body.append(
                     {
                         "type": "TextBlock",
-                        "text": f"[{c.marker}] {name}" + (f" — {detail}" if detail else ""),
+                        "text": f"[{c.marker}] {name}" + (f" — {_md_link_text(detail)}" if detail else ""),
                         "wrap": True,
                         "size": "Small",
                         "spacing": "Small",
