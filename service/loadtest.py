@@ -218,7 +218,8 @@ def serve_fake(
 ) -> None:
     """A service with a fake LLM over a temporary index (used by --fake, in a subprocess).
     With ``root`` holding a previous run's index, data folder and keys, it serves those (a
-    restart: tests/test_faults.py). Drains on SIGTERM like ``vraagbaak serve``."""
+    restart: tests/test_faults.py). Drains on SIGTERM like ``vraagbaak serve``. Reader keys
+    in ``root/keys.json`` (a list), an admin key in ``root/admin-key.json`` (a string)."""
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
     from rag.settings import Settings
@@ -252,6 +253,8 @@ def serve_fake(
     if not restart:
         keys = [app.state.vb.keys.add(f"load{i}", "reader") for i in range(4)]
         (root / "keys.json").write_text(json.dumps(keys))
+    if not (root / "admin-key.json").exists():  # for uploads and deletes (eval/soak.py)
+        (root / "admin-key.json").write_text(json.dumps(app.state.vb.keys.add("load-admin", "admin")))
     print(json.dumps({"root": str(root)}), flush=True)
     configure_logging("WARNING", True)
     run_server(app, "127.0.0.1", port, grace)
