@@ -138,7 +138,8 @@ def _fd_count(pid: int) -> int:
 
 
 def sample_tree(pid: int) -> dict[str, Any]:
-    """VmRSS (and RssAnon) in MB and open fds of ``pid``'s process tree, plus the root's own."""
+    """VmRSS (and RssAnon) in MB and open fds of ``pid``'s process tree, the root's own, and
+    per process (``pids``: pid -> [rss kB, fds])."""
     procs = process_tree(pid)
     rss = {p: _status_kb(p, "VmRSS") for p in procs}
     anon = sum(_status_kb(p, "RssAnon") for p in procs)
@@ -150,7 +151,19 @@ def sample_tree(pid: int) -> dict[str, Any]:
         "fds": sum(fds.values()),
         "server_rss_mb": round(rss.get(pid, 0) / 1024, 1),
         "server_fds": fds.get(pid, 0),
+        "pids": {str(p): [rss[p], fds[p]] for p in procs},
     }
+
+
+def growth(start: dict[str, Any], end: dict[str, Any]) -> tuple[float, int]:
+    """RSS (MB) and fd growth from ``start`` to ``end``: the whole tree at the end against the
+    processes of the start sample that are still there at the end (a short-lived worker, such
+    as an upload's parse process, that happened to run at the start is not the baseline; a
+    process that is new at the end counts in full)."""
+    alive = [p for p in start["pids"] if p in end["pids"]]
+    rss0 = sum(start["pids"][p][0] for p in alive) / 1024
+    fds0 = sum(start["pids"][p][1] for p in alive)
+    return round(end["rss_mb"] - rss0, 1), end["fds"] - fds0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -639,6 +652,7 @@ class Soak:
                 else 0
             )
         ingest_s = [i["seconds"] for i in self.ingests]
+        rss_growth, fd_growth = growth(start, end)
         health_p99 = percentile(self.health, 99)
         result: dict[str, Any] = {
             "mode": cfg.mode,
@@ -674,13 +688,18 @@ class Soak:
             "rss_start_mb": start["rss_mb"],
             "rss_end_mb": end["rss_mb"],
             "rss_max_mb": max(s["rss_mb"] for s in self.samples),
-            "rss_growth_mb": round(end["rss_mb"] - start["rss_mb"], 1),
-            "rss_anon_growth_mb": round(end["rss_anon_mb"] - start["rss_anon_mb"], 1),
+            "rss_growth_mb": rss_growth,
+            "server_rss_growth_mb": round(end["server_rss_mb"] - start["server_rss_mb"], 1),
+            "rss_anon_start_mb": start["rss_anon_mb"],
+            "rss_anon_end_mb": end["rss_anon_mb"],
             "fds_start": start["fds"],
             "fds_end": end["fds"],
             "fds_max": max(s["fds"] for s in self.samples),
-            "fd_growth": end["fds"] - start["fds"],
+            "fd_growth": fd_growth,
+            "processes_start": start["processes"],
             "processes_end": end["processes"],
+            "short_lived_at_start": sorted(set(start["pids"]) - set(end["pids"])),
+            "new_at_end": sorted(set(end["pids"]) - set(start["pids"])),
             "gate_drained": drained,
             "samples": self.samples,
             "limits": {
@@ -733,12 +752,20 @@ def _fmt_sample(s: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- markdown
 
 
+def _gens(names: list[str]) -> str:
+    if len(names) <= 3:
+        return ", ".join(names) or "-"
+    return f"{len(names)} generations, {names[0]} … {names[-1]}"
+
+
 def markdown(r: dict[str, Any]) -> str:
     def kind(name: str) -> str:
         d = r["by_kind"].get(name) or {}
         return ", ".join(f"{k}: {v}" for k, v in d.items()) or "-"
 
     llm = "fake LLM" if r["mode"] == "fake" else "llama.cpp (default model)"
+    sd = r.get("server_disconnects_counted")
+    counted = f"{sd:.0f}" if sd is not None else "?"
     ing = r["ingests"]
     rows = [
         (
@@ -752,7 +779,11 @@ def markdown(r: dict[str, Any]) -> str:
         ("answers per minute", f"{r['answers']} answers", f"{r['answers_per_min']}"),
         ("unexpected 5xx", f"503 with Retry-After (waited, retried): {r['http_503']}", f"{r['unexpected_5xx']}"),
         ("unexpected 4xx / stream errors", "", f"{r['unexpected_4xx']}"),
-        ("transport errors", f"deliberate disconnects: {r['deliberate_disconnects']}", f"{r['transport_errors']}"),
+        (
+            "transport errors",
+            f"deliberate disconnects: {r['deliberate_disconnects']} (the service counted {counted})",
+            f"{r['transport_errors']}",
+        ),
         (
             "/healthz every 0.5 s",
             f"{r['healthz_probes']} probes, {r['healthz_failures']} failed, max {r['healthz_max_ms']} ms",
@@ -765,12 +796,13 @@ def markdown(r: dict[str, Any]) -> str:
         ),
         (
             "index generations seen in answers",
-            ", ".join(r["generations_seen"]) or "-",
+            _gens(r["generations_seen"]),
             f"{r['generation_changes_in_answers']} changes",
         ),
         (
-            "RSS of the server process tree",
-            f"start {r['rss_start_mb']} MB, end {r['rss_end_mb']} MB, max {r['rss_max_mb']} MB",
+            "RSS (VmRSS) of the server's process tree",
+            f"start {r['rss_start_mb']} MB ({r['processes_start']} processes), end {r['rss_end_mb']} MB "
+            f"({r['processes_end']}), max {r['rss_max_mb']} MB",
             f"growth {r['rss_growth_mb']:+.1f} MB (limit {r['limits']['max_rss_growth_mb']:g})",
         ),
         (
