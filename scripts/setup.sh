@@ -78,7 +78,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # how this llama.cpp was built, for the smoke test's message (rag/llm/smoke.py)
   llama_lib=$(.venv/bin/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("llama_cpp").origin).parent / "lib")')
   cp "$(dirname "$wheel")/BUILD-INFO" "$llama_lib/vraagbaak-build.txt"
-  .venv/bin/python -m pip install -q --find-links "$(dirname "$wheel")" -e ".[llm,test]"
+  .venv/bin/python -m pip install -q --find-links "$(dirname "$wheel")" -e ".[llm,test,postgres]"
   rm -rf .venv/llama-variants
   for variant in $LLAMA_VARIANTS; do
     case "$variant" in

@@ -141,3 +141,8 @@ def demo_pipeline(demo_settings, real_embedder, real_llm):
     from rag.retrieve import Retriever
 
     return Pipeline(demo_settings, Retriever(demo_settings, real_embedder), real_llm)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+# tests/pg.py: a real PostgreSQL + pgvector server (pgserver) for the tests marked ``postgres``
+from tests.pg import pg_server, pg_url  # noqa: E402,F401
