@@ -401,7 +401,10 @@ class Soak:
                             return None
                         continue
                     event, data, tokens = "message", [], 0
+                    answer: dict[str, Any] | None = None
                     async for line in resp.aiter_lines():
+                        if answer is not None:
+                            continue  # after done: read to the end of the stream
                         if line.startswith("event:"):
                             event = line[6:].strip()
                         elif line.startswith("data:"):
@@ -416,9 +419,7 @@ class Soak:
                                     self.disconnects += 1
                                     return None  # leaving the block closes the connection mid-stream
                             elif event == "done":
-                                self._note(kind, "200 done")
-                                self._answer(kind, payload["answer"])
-                                return payload["answer"]
+                                answer = payload["answer"]
                             elif event == "error":
                                 ra = payload.get("retry_after")
                                 if payload.get("code") == "llm_unavailable" and ra is not None:
@@ -432,6 +433,10 @@ class Soak:
                                 )
                                 return None
                     else:
+                        if answer is not None:
+                            self._note(kind, "200 done")
+                            self._answer(kind, answer)
+                            return answer
                         self._note(kind, "200 incomplete")
                         self.unexpected.append(
                             {"t": round(self.now(), 1), "kind": kind, "status": 200, "body": "stream ended early"}
@@ -842,8 +847,11 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+            r = httpx.get(url + "/readyz", timeout=5)
+            if r.status_code == 200:
                 return
+            if r.headers.get("content-type", "").startswith("application/json") and r.json().get("status") == "error":
+                raise RuntimeError("the server could not load its models or index (readyz: error)")
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
@@ -948,7 +956,11 @@ def run_real(
             )
         log(f"started vraagbaak serve (pid {proc.pid}) on {url}; waiting for /readyz (logs: {logs})")
         t = time.monotonic()
-        _wait_ready(url, proc, start_timeout)
+        try:
+            _wait_ready(url, proc, start_timeout)
+        except RuntimeError as exc:
+            tail = (logs / "serve.log").read_bytes()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"{exc}; the end of {logs / 'serve.log'}:\n{tail}") from None
         log(f"ready after {time.monotonic() - t:.0f} s")
         target = Target(
             url=url,
@@ -1020,6 +1032,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error("--warmup must be shorter than --duration")
         if args.clients < 1 or args.ingest_every <= 0 or args.upload_every <= 0:
             ap.error("--clients, --ingest-every and --upload-every must be positive")
+        if args.ingest_every + max(5.0, args.ingest_every / 3) > args.duration:
+            ap.error("--duration must leave room for at least one ingest (--ingest-every + a margin)")
     return args
 
 

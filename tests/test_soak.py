@@ -24,6 +24,18 @@ def test_process_tree_and_growth_baseline():
     assert soak.gen_number("gen-000007") == 7 and soak.gen_number(7) == 7 and soak.gen_number(None) is None
 
 
+def test_retry_after_is_honoured_and_other_errors_count(tmp_path):
+    target = soak.Target("http://127.0.0.1:1", 1, ["k"], "a", lambda f: [], tmp_path / "f")
+    s = soak.Soak(target, soak.SoakConfig("fake", 10, 1, 1, 5, 1), log=print)
+    assert s._classify("ask", 503, {"retry-after": "7"}, "") == 7.0  # wait and retry
+    assert s._classify("upload", 409, {"retry-after": "10"}, "") == 10.0
+    assert s._classify("ask", 503, {}, "") is None  # a 503 without Retry-After is unexpected
+    assert s._classify("ask", 500, {}, "boom") is None
+    assert s._classify("ask", 422, {}, "bad") is None
+    assert s.http_503 == 2 and [u["status"] for u in s.unexpected] == [503, 500, 422]
+    assert s.retries == {"ask 503": 1, "upload 409": 1}
+
+
 def test_changing_folder_adds_edits_and_removes(tmp_path):
     folder = soak.ChangingFolder(tmp_path / "soak")
     assert len(folder.files()) == 1
