@@ -14,11 +14,11 @@ from pathlib import Path
 
 from .chunking import chunk_document
 from .embed import Embedder
-from .index import VectorIndexConfig, write_index
 from .ingest import IngestError, discover
 from .ingest.isolation import close_parser, make_parser
 from .settings import Settings
 from .spans import locate_chunks
+from .store import write_store
 from .types import Chunk, Document
 
 
@@ -118,14 +118,9 @@ def _ingest_paths(
         root = _root_for(given)
         files += [(f, root) for f in discover([given])]
 
-    with write_index(
-        settings.index_dir,
-        embedder.model_id,
-        embedder.dim,
-        chunking=chunking_settings(settings),
-        wait=wait,
-        keep_generations=settings.keep_generations,
-        vector_config=VectorIndexConfig.from_settings(settings),
+    # the embedded index: one new generation; PostgreSQL (database_url): one transaction per document
+    with write_store(
+        settings, embedder.model_id, embedder.dim, chunking=chunking_settings(settings), wait=wait
     ) as writer:
         pending: list[tuple[Document, list[Chunk], bool]] = []
         seen: set[str] = set()
@@ -183,13 +178,7 @@ def _ingest_paths(
 def remove_documents(doc_ids: Sequence[str], settings: Settings) -> list[str]:
     """Drop documents by id; returns the ids that were present."""
     removed: list[str] = []
-    with write_index(
-        settings.index_dir,
-        None,
-        None,
-        keep_generations=settings.keep_generations,
-        vector_config=VectorIndexConfig.from_settings(settings),
-    ) as writer:
+    with write_store(settings, None, None) as writer:
         for doc_id in doc_ids:
             if writer.remove(doc_id):
                 removed.append(doc_id)

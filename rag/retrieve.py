@@ -18,7 +18,6 @@ and the README):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,12 +27,14 @@ import faiss
 import numpy as np
 
 from .embed import Embedder
+from .fusion import RRF_K, best_ids, build_hits, fuse
 from .index import IndexReader, IndexSnapshot, check_embedder, search_params
 from .settings import Settings
+from .store import open_reader
 from .types import Hit
 
 FUSION_METHODS = ("dense", "bm25", "rrf", "score")
-RRF_K = 60
+__all__ = ["FUSION_METHODS", "RRF_K", "Filters", "Retriever", "SearchResult", "rank"]
 
 
 @dataclass
@@ -88,10 +89,11 @@ class SearchResult:
 class Retriever:
     """Searches the live index generation. Thread-safe for concurrent searches."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, reader: IndexReader | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, reader: IndexReader | Any | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.reader = reader or IndexReader(settings.index_dir)
+        # the embedded IndexReader over index_dir, or rag.store.postgres.PgReader (database_url)
+        self.reader = reader or open_reader(settings)
         if settings.search_threads:
             faiss.omp_set_num_threads(settings.search_threads)
         snap = self.reader.snapshot()
@@ -187,7 +189,12 @@ def rank(
     nprobe: int | None = None,
 ) -> list[Hit]:
     """Rank the chunks of one snapshot for a query. ``qv`` is the normalised query vector;
-    ``nprobe`` overrides the IVF lists scanned (None: the value stored in the index)."""
+    ``nprobe`` overrides the IVF lists scanned (None: the value stored in the index).
+
+    A snapshot of another store (rag/store: PostgreSQL) ranks itself, with the same fusion."""
+    store_rank = getattr(snap, "rank", None)
+    if store_rank is not None:
+        return store_rank(query, qv, top_k, filters, fusion, weight_bm25, candidates)
     allowed = _allowed_ids(snap, filters)
     n = max(candidates, top_k)
 
@@ -209,55 +216,13 @@ def rank(
                     if len(rows):
                         bm25[cid] = float(scores[rows[0]])
 
-    if fusion == "dense":
-        fused = dense
-    elif fusion == "bm25":
-        fused = bm25
-    elif fusion == "rrf":
-        fused = {}
-        w = weight_bm25
-        for r, cid in enumerate(sorted(dense, key=lambda c: dense[c], reverse=True)):
-            fused[cid] = fused.get(cid, 0.0) + (1 - w) / (RRF_K + r + 1)
-        for r, cid in enumerate(sorted(bm25, key=lambda c: bm25[c], reverse=True)):
-            if bm25[cid] > 0:
-                fused[cid] = fused.get(cid, 0.0) + w / (RRF_K + r + 1)
-    else:  # score
-        missing = [c for c in bm25 if c not in dense]
-        if qv is not None:
-            dense.update(_dense_scores_for(snap, qv, missing))
-        w = weight_bm25
-        fused = {
-            cid: (1 - w) * dense.get(cid, 0.0) + w * (bm25.get(cid, 0.0) / bm25_max if bm25_max > 0 else 0.0)
-            for cid in set(dense) | set(bm25)
-        }
-
-    best = sorted(fused, key=lambda c: (-fused[c], c))[:top_k]
-    rows_by_id = snap.chunk_rows(best)
-    hits: list[Hit] = []
-    for r, cid in enumerate(best, start=1):
-        row = rows_by_id.get(cid)
-        if row is None:  # vector without metadata cannot happen in a published generation
-            continue
-        hits.append(
-            Hit(
-                chunk_id=cid,
-                doc_id=row["doc_id"],
-                title=row["title"],
-                source=row["source"],
-                text=row["text"],
-                heading_path=json.loads(row["heading_path"]),
-                page=row["page"],
-                score=fused[cid],
-                doc_type=row["doc_type"],
-                date=row["date"],
-                year=row["year"],
-                dense_score=dense.get(cid),
-                bm25_score=bm25.get(cid),
-                rank=r,
-                position=row["position"],
-                char_start=row["char_start"],
-                char_end=row["char_end"],
-                page_end=row["page_end"],
-            )
-        )
-    return hits
+    fused = fuse(
+        dense,
+        bm25,
+        bm25_max,
+        fusion,
+        weight_bm25,
+        (lambda ids: _dense_scores_for(snap, qv, ids)) if qv is not None else None,
+    )
+    best = best_ids(fused, top_k)
+    return build_hits(best, fused, snap.chunk_rows(best), dense, bm25)

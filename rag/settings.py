@@ -294,6 +294,11 @@ class Settings(VraagbaakSettings):
 
     # --- index ----------------------------------------------------------------
     index_dir: Path = Path("index")
+    # "" = the embedded index in index_dir (FAISS + SQLite + BM25, one host). A PostgreSQL URL
+    # (postgresql://user:password@host/db, with the pgvector extension; the postgres extra) keeps
+    # documents, chunks, vectors and the lexical statistics there instead (rag/store/postgres.py).
+    # A secret: the URL may hold the password.
+    database_url: SecretStr = SecretStr("")
     keep_generations: int = 2
     # FAISS vector index (rag/index.py, VectorIndexConfig): "flat" (exact), "ivf_sq8" (IVF +
     # 8-bit scalar quantiser, ~1/4 of the RAM), or "auto": flat below index_auto_threshold

@@ -171,8 +171,9 @@ def _fastapi_class():
 async def _load(state: ServiceState) -> None:
     """Load the pipeline. Without an index yet (``vraagbaak ingest`` not run), wait for one
     and load then; any other failure is reported by /readyz and the log."""
-    from rag.index import IndexNotFoundError, read_current
+    from rag.index import IndexNotFoundError
     from rag.pipeline import Pipeline
+    from rag.store import index_present
 
     state.loading = True
     try:
@@ -186,7 +187,7 @@ async def _load(state: ServiceState) -> None:
             except IndexNotFoundError as exc:
                 state.load_error = f"{type(exc).__name__}: {exc}"
                 log.error("no index yet; waiting for one (vraagbaak ingest ...)", extra={"error": str(exc)})
-                while read_current(state.settings.index_dir) is None:
+                while not index_present(state.settings):  # embedded: CURRENT; postgres: the manifest row
                     await asyncio.sleep(INDEX_POLL_SECONDS)
             except Exception as exc:
                 state.load_error = f"{type(exc).__name__}: {exc}"

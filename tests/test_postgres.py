@@ -16,3 +16,320 @@ def test_server_has_pgvector(pg_url, pg_server):
         assert version is not None
         assert conn.execute("SELECT '[1,0]'::vector <=> '[0,1]'::vector").fetchone()[0] == pytest.approx(1.0)
     print(f"pgserver started in {pg_server.start_seconds:.1f} s, pgvector {version[0]}")
+
+
+# --------------------------------------------------------------------------- the backend
+
+import shutil  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from rag.index import EmbedderMismatchError, IndexNotFoundError  # noqa: E402
+from rag.indexing import ingest_paths, remove_documents  # noqa: E402
+from rag.retrieve import Filters, Retriever, rank  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from tests.conftest import DEMO_CORPUS, HashEmbedder  # noqa: E402
+
+QUERIES = [
+    "Hoeveel geld gaat er naar de Wmo?",
+    "preventie in plaats van zorg",
+    "jeugdhulp kosten",
+    "sociaal domein welzijn gezondheid",
+    "schuldhulpverlening armoede",
+    "sportaccommodaties en bewegen",
+]
+
+
+def _pg_settings(tmp_path: Path, url: str, **kw) -> Settings:
+    return Settings(index_dir=tmp_path / "unused-index", models_dir=tmp_path / "models", database_url=url, **kw)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, pg_server):
+    """The demo corpus in the embedded index and in PostgreSQL, ingested the same way."""
+    tmp = tmp_path_factory.mktemp("both")
+    corpus = tmp / "voorbeeld"
+    shutil.copytree(DEMO_CORPUS, corpus)
+    emb = HashEmbedder()
+    embedded = Settings(index_dir=tmp / "index", models_dir=tmp / "models")
+    pg = _pg_settings(tmp, pg_server.database())
+    assert ingest_paths([corpus], embedded, emb).ok
+    assert ingest_paths([corpus], pg, emb).ok
+    return Retriever(embedded, emb), Retriever(pg, emb), emb
+
+
+def _key(hits):
+    return [(h.doc_id, h.position) for h in hits]
+
+
+def _untied(hits):
+    """The hits above the last one's score (those cannot be an arbitrary pick among ties)."""
+    return [(h.doc_id, h.position) for h in hits if h.score > hits[-1].score + 1e-6] if hits else []
+
+
+@pytest.mark.parametrize("fusion", ["dense", "bm25", "rrf", "score"])
+def test_same_hits_as_the_embedded_index(both, fusion):
+    embedded, pg, _ = both
+    assert type(pg.reader).__name__ == "PgReader"
+    found = 0
+    for q in QUERIES:
+        a = embedded.search(q, top_k=10, fusion=fusion).hits
+        b = pg.search(q, top_k=10, fusion=fusion).hits
+        assert len(a) == len(b), q
+        if not a:  # no query word in the corpus (BM25)
+            continue
+        found += 1
+        assert _key(a)[0] == _key(b)[0], q  # the top hit agrees
+        # ... and so does the whole list, but for exact ties at its end (FAISS keeps any of
+        # equally scored vectors), with the same scores to float rounding
+        if fusion == "rrf":
+            # ranks, not scores: equal BM25 scores (float32 in bm25s, float64 in SQL) are ranked
+            # in an arbitrary order by either side, which moves the fused order a little
+            assert len(set(_key(a)) & set(_key(b))) >= 8, q
+            continue
+        assert len(a) == len(b) and _untied(a) == _untied(b), q
+        for x, y in zip(a, b):
+            assert x.score == pytest.approx(y.score, rel=1e-4, abs=1e-5)
+        for x, y in ((x, y) for x, y in zip(a, b) if (x.doc_id, x.position) == (y.doc_id, y.position)):
+            assert x.score == pytest.approx(y.score, rel=1e-4, abs=1e-5)
+            assert (x.text, x.title, x.heading_path, x.page, x.char_start, x.char_end) == (
+                y.text,
+                y.title,
+                y.heading_path,
+                y.page,
+                y.char_start,
+                y.char_end,
+            )
+            if x.bm25_score is not None or y.bm25_score is not None:
+                assert x.bm25_score == pytest.approx(y.bm25_score, rel=1e-4, abs=1e-5)
+    assert found >= 4
+
+
+def test_filters_and_snapshot_lookups_agree(both):
+    embedded, pg, _ = both
+    a, b = embedded.reader.snapshot(), pg.reader.snapshot()
+    docs_a, docs_b = a.documents(), b.documents()
+    strip = lambda ds: [{k: v for k, v in d.items() if k != "ingested_at"} for d in ds]  # noqa: E731
+    assert strip(docs_a) == strip(docs_b)
+    doc_id = docs_a[1]["doc_id"]
+    assert [(c.position, c.text, c.heading_path) for c in a.chunks_of(doc_id)] == [
+        (c.position, c.text, c.heading_path) for c in b.chunks_of(doc_id)
+    ]
+    assert a.sections_of(doc_id) == b.sections_of(doc_id)
+    assert a.chunk_at(doc_id, 2).text == b.chunk_at(doc_id, 2).text
+    assert b.chunk(b.chunk_at(doc_id, 2).chunk_id).text == a.chunk_at(doc_id, 2).text
+    assert len(a.bm25) == len(b.bm25)
+    idf_a, idf_b = a.bm25.idf(), b.bm25.idf()
+    for term in ["zorg", "wmo", "jeugd", "nietsbestaand"]:
+        assert idf_a(term) == pytest.approx(idf_b(term))
+    for f in [
+        Filters(doc_ids=[doc_id]),
+        Filters(source_prefix=doc_id.split("/")[0]),
+        Filters(groups=["niemand"]),
+        Filters(doc_ids=[]),
+        Filters(years=[2023]),
+    ]:
+        for fusion in ("dense", "score"):
+            ha = embedded.search("zorg en welzijn", top_k=5, filters=f, fusion=fusion).hits
+            hb = pg.search("zorg en welzijn", top_k=5, filters=f, fusion=fusion).hits
+            assert _untied(ha) == _untied(hb) and len(ha) == len(hb), f
+
+
+def test_hnsw_path_under_a_selective_filter_falls_back_to_exact(both, tmp_path):
+    """With the exact threshold at 0 every search goes through HNSW; a filter that keeps one
+    document (fewer rows than ef_search finds among its neighbours, pgvector < 0.8) is re-run
+    exactly, and the hits are those of the exact search."""
+    embedded, pg, emb = both
+    from rag.store.postgres import PgReader
+
+    reader = PgReader(pg.reader.url, exact_below=0)
+    doc_id = embedded.reader.snapshot().documents()[3]["doc_id"]
+    snap = reader.snapshot()
+    qv = emb.embed_query("zorg")
+    unfiltered = rank(snap, "zorg", qv, top_k=10, fusion="dense")
+    assert snap.last_dense_plan == "hnsw" and len(unfiltered) == 10
+    hits = rank(snap, "zorg", qv, top_k=10, filters=Filters(doc_ids=[doc_id]), fusion="dense")
+    assert snap.last_dense_plan in ("hnsw", "hnsw+exact")
+    exact = embedded.search("zorg", top_k=10, filters=Filters(doc_ids=[doc_id]), fusion="dense", query_vector=qv).hits
+    assert _untied(hits) == _untied(exact) and len(hits) == len(exact)
+    reader.close()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"nota-{i}.md").write_text(
+            f"# Nota {i}\n\n## Inhoud\n\nDeze nota {i} gaat over onderwerp{i} en de gemeente.\n", encoding="utf-8"
+        )
+    return folder
+
+
+def test_incremental_upsert_and_delete_touch_one_document(corpus, tmp_path, pg_url):
+    import psycopg
+
+    settings = _pg_settings(tmp_path, pg_url)
+    emb = HashEmbedder()
+    ingest_paths([corpus], settings, emb)
+    with psycopg.connect(pg_url) as conn:
+        before = dict(conn.execute("SELECT chunk_id, doc_id FROM chunks").fetchall())
+        xmins = dict(conn.execute("SELECT chunk_id, xmin::text FROM chunks").fetchall())
+    gen = Retriever(settings, emb).reader.snapshot().manifest.generation
+    (corpus / "nota-2.md").write_text("# Nota 2\n\nNieuwe tekst over ijsbaan Kardinge.\n", encoding="utf-8")
+    report = ingest_paths([corpus], settings, emb)
+    assert report.updated == ["docs/nota-2"] and len(report.unchanged) == 3
+    with psycopg.connect(pg_url) as conn:
+        after = dict(conn.execute("SELECT chunk_id, doc_id FROM chunks").fetchall())
+        xmins_after = dict(conn.execute("SELECT chunk_id, xmin::text FROM chunks").fetchall())
+        m = conn.execute("SELECT generation, n_documents, n_chunks, n_terms FROM manifest").fetchone()
+        real = conn.execute("SELECT count(DISTINCT doc_id), count(*), sum(n_terms) FROM chunks").fetchone()
+    # the other documents' rows were not rewritten (same ids, same creating transaction)
+    others = {c for c, d in before.items() if d != "docs/nota-2"}
+    assert others <= set(after) and all(xmins[c] == xmins_after[c] for c in others)
+    assert not any(c in after for c, d in before.items() if d == "docs/nota-2")
+    assert m[0] == gen + 1 and tuple(m[1:]) == tuple(real)
+    r = Retriever(settings, emb)
+    assert r.search("ijsbaan Kardinge", top_k=1, fusion="bm25").hits[0].doc_id == "docs/nota-2"
+    assert remove_documents(["docs/nota-1", "docs/bestaat-niet"], settings) == ["docs/nota-1"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE doc_id = 'docs/nota-1'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sections WHERE doc_id = 'docs/nota-1'").fetchone()[0] == 0
+        assert conn.execute("SELECT n_documents FROM manifest").fetchone()[0] == 3
+    # sync drops a document whose file is gone
+    (corpus / "nota-3.md").unlink()
+    assert ingest_paths([corpus], settings, emb, sync=True).removed == ["docs/nota-3"]
+
+
+def test_a_search_sees_one_committed_state(corpus, tmp_path, pg_url):
+    """A writer's open transaction is invisible: a search during it sees the old document; after
+    the commit, the new one. A failed upsert leaves nothing behind."""
+    from rag.store.postgres import pg_writer
+    from rag.types import Chunk, Document, Section
+
+    settings = _pg_settings(tmp_path, pg_url)
+    emb = HashEmbedder()
+    ingest_paths([corpus], settings, emb)
+    reader_settings = settings.model_copy()
+    r = Retriever(reader_settings, emb)
+    from rag.store import open_reader
+
+    r.reader = open_reader(settings, check_interval=0.0)
+
+    doc = Document(doc_id="docs/nota-0", title="Nota 0", source="x", content_hash="h2", sections=[Section("ijsbaan")])
+    chunk = Chunk(doc_id="docs/nota-0", text="De ijsbaan Kardinge krijgt een dak.", position=0)
+    with pg_writer(pg_url, emb.model_id, emb.dim) as w:
+        started, release = threading.Event(), threading.Event()
+        original = w._bump
+
+        def slow_bump(*a):
+            original(*a)
+            started.set()
+            release.wait(10)
+
+        w._bump = slow_bump  # type: ignore[method-assign]
+        t = threading.Thread(target=w.upsert, args=(doc, [chunk], emb.embed_documents([chunk.text])))
+        t.start()
+        assert started.wait(10)
+        # inside the writer's transaction: everything written but not committed
+        hits = r.search("ijsbaan Kardinge", top_k=3, fusion="bm25").hits
+        assert not hits
+        assert r.reader.snapshot().document("docs/nota-0")["content_hash"] != "h2"
+        release.set()
+        t.join()
+    hits = r.search("ijsbaan Kardinge", top_k=3, fusion="bm25").hits
+    assert hits[0].doc_id == "docs/nota-0"
+
+    with pg_writer(pg_url, emb.model_id, emb.dim) as w:
+        with pytest.raises(ValueError):
+            w.upsert(doc, [chunk, chunk], emb.embed_documents([chunk.text]))  # 2 chunks, 1 vector
+        bad = Chunk(doc_id="docs/nota-0", text="x", position=0)
+        with pytest.raises(Exception):  # noqa: B017  a NULL title breaks the insert mid-transaction
+            w.upsert(
+                Document(doc_id="docs/nota-0", title=None, source="x", content_hash="h3"),
+                [bad],
+                emb.embed_documents(["x"]),
+            )  # type: ignore[arg-type]
+    assert r.reader.snapshot().document("docs/nota-0")["content_hash"] == "h2"  # the failed upsert rolled back
+
+
+def test_concurrent_writers_are_safe(tmp_path, pg_url):
+    """Eight threads, each its own writer, upsert overlapping documents at once: every document
+    ends with exactly the chunks of one version, and the manifest's counts are exact."""
+    import psycopg
+
+    from rag.store.postgres import pg_writer
+    from rag.types import Chunk, Document, Section
+
+    emb = HashEmbedder()
+    errors: list[BaseException] = []
+
+    def work(w_id: int) -> None:
+        try:
+            with pg_writer(pg_url, emb.model_id, emb.dim) as w:
+                for round_ in range(6):
+                    for d in range(5):
+                        doc_id = f"docs/d{d}"
+                        n = 1 + (w_id + round_ + d) % 4
+                        texts = [f"document {d} writer {w_id} ronde {round_} stuk {i}" for i in range(n)]
+                        doc = Document(
+                            doc_id=doc_id,
+                            title=f"D{d}",
+                            source=doc_id,
+                            content_hash=f"{w_id}-{round_}",
+                            sections=[Section("x")],
+                        )
+                        w.upsert(
+                            doc,
+                            [Chunk(doc_id=doc_id, text=t, position=i) for i, t in enumerate(texts)],
+                            emb.embed_documents(texts),
+                        )
+                    if round_ % 2:
+                        w.remove(f"docs/d{w_id % 5}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    with psycopg.connect(pg_url) as conn:
+        for doc_id, content_hash in conn.execute("SELECT doc_id, content_hash FROM documents").fetchall():
+            texts = [r[0] for r in conn.execute("SELECT text FROM chunks WHERE doc_id = %s", (doc_id,))]
+            w_id, round_ = content_hash.split("-")
+            assert texts and all(f"writer {w_id} ronde {round_} " in t for t in texts), (doc_id, content_hash, texts)
+        m = conn.execute("SELECT n_documents, n_chunks, n_terms FROM manifest").fetchone()
+        real = conn.execute(
+            "SELECT (SELECT count(*) FROM documents), count(*), coalesce(sum(n_terms), 0) FROM chunks"
+        ).fetchone()
+        assert tuple(m) == tuple(real)
+
+
+def test_embedder_mismatch_is_refused(corpus, tmp_path, pg_url):
+    settings = _pg_settings(tmp_path, pg_url)
+    with pytest.raises(IndexNotFoundError, match="vraagbaak ingest"):
+        Retriever(settings, HashEmbedder())
+    ingest_paths([corpus], settings, HashEmbedder())
+    other = HashEmbedder(dim=128, model_id="another-model")
+    with pytest.raises(EmbedderMismatchError, match="another-model"):
+        Retriever(settings, other)
+    with pytest.raises(EmbedderMismatchError):
+        ingest_paths([corpus], settings, other)
+    same_id_other_dim = HashEmbedder(dim=64)
+    with pytest.raises(EmbedderMismatchError):
+        ingest_paths([corpus], settings, same_id_other_dim)
+
+
+def test_embedded_default_is_unchanged_without_a_database_url(tmp_path):
+    from rag.index import IndexReader
+    from rag.store import database_url, open_reader
+
+    s = Settings(index_dir=tmp_path / "i", models_dir=tmp_path / "m")
+    assert database_url(s) == ""
+    with pytest.raises(IndexNotFoundError):
+        open_reader(s)
+    assert IndexReader.__name__ == "IndexReader" and np is not None
