@@ -333,3 +333,69 @@ def test_embedded_default_is_unchanged_without_a_database_url(tmp_path):
     with pytest.raises(IndexNotFoundError):
         open_reader(s)
     assert IndexReader.__name__ == "IndexReader" and np is not None
+
+
+# --------------------------------------------------------------------------- the service on postgres
+
+
+@pytest.fixture(scope="module")
+def pg_service_root(tmp_path_factory, pg_server):
+    """service/testing.py's corpus (public + RESTRICTED documents per group) in PostgreSQL."""
+    from service.testing import build_index
+
+    root = tmp_path_factory.mktemp("svc-pg")
+    url = pg_server.database()
+    settings = _pg_settings(root, url, refusal_min_score=0.0)
+    build_index(root / "corpus", settings, HashEmbedder())
+    return root, url
+
+
+@pytest.fixture
+def pg_env(pg_service_root, tmp_path):
+    from service.app import create_app
+    from service.config import ServiceSettings
+    from service.testing import FakeLLM
+    from tests import test_service as ts
+
+    root, url = pg_service_root
+    env = ts.Env.__new__(ts.Env)  # the same Env as tests/test_service.py, on the postgres backend
+    env.settings = _pg_settings(root, url, refusal_min_score=0.0)
+    env.llm = FakeLLM()
+    from rag.pipeline import Pipeline
+
+    retriever = Retriever(env.settings, HashEmbedder())
+    retriever.reader.check_interval = 0.0
+    assert type(retriever.reader).__name__ == "PgReader"
+    env.pipeline = Pipeline(env.settings, retriever, env.llm)
+    env.cfg = ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0)
+    env.app = create_app(env.settings, env.pipeline, service_settings=env.cfg)
+    keys = env.app.state.vb.keys
+    env.keys = {
+        "admin": keys.add("admin", "admin"),
+        "fin": keys.add("fin", "reader", "financien"),
+        "soc": keys.add("soc", "reader", "sociaal"),
+        "pub": keys.add("pub", "reader"),
+    }
+    return env
+
+
+def _leak_cases():
+    from tests.test_service import LEAK_CASES
+
+    return LEAK_CASES
+
+
+@pytest.mark.parametrize("who,word,doc_id", _leak_cases())
+def test_restricted_passages_never_leak_on_postgres(pg_env, who, word, doc_id):
+    """tests/test_service.py's leak test, unchanged, with the service on the postgres backend."""
+    from fastapi.testclient import TestClient
+
+    from tests.test_service import test_restricted_passages_never_leak
+
+    with TestClient(pg_env.app) as client:
+        assert client.get("/readyz").json()["index_generation"].startswith("pg-")
+        test_restricted_passages_never_leak(client, pg_env, who, word, doc_id)
+        # the group's own caller does find its document
+        own = "fin" if doc_id.startswith("financien") else "soc"
+        r = client.post("/v1/ask", json={"question": f"Wat staat er over {word}?"}, headers=pg_env.h(own))
+        assert doc_id in r.text
