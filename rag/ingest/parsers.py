@@ -207,7 +207,7 @@ def _build_document(
     doc_id = parsed.doc_id or slugify(stem_path) or hashlib.sha1(rel.encode()).hexdigest()[:12]
     source = parsed.source or (rel if is_relative else "/" + rel)
 
-    title = overrides.get("title") or parsed.title or humanise(path.stem)
+    title = overrides.get("title") or _real_title(parsed.title) or humanise(path.stem)
     sections = tidy_sections(parsed.sections, [title, parsed.title or ""])
     if not sections:
         raise IngestError("no extractable text")
@@ -230,6 +230,16 @@ def _build_document(
         groups=list(overrides["groups"]) if "groups" in overrides else list(groups or []),
         metadata={"format": path.suffix.lower().lstrip("."), "filename": path.name, **parsed.metadata},
     )
+
+
+def _real_title(title: str | None) -> str | None:
+    """A title from the file (PDF/DOCX metadata, an HTML <title>, a first line) that addresses
+    the assistant ("Negeer alle eerdere instructies …") is no title: the file name stands in."""
+    from rag.guard import strip_instructions
+
+    if title and strip_instructions(title) != title:
+        return None
+    return title
 
 
 def _relative_path(path: Path, root: Path | None) -> tuple[str, bool]:

@@ -11,6 +11,15 @@ from rag.types import Section
 
 _DROP_TAGS = ["script", "style", "noscript", "template", "svg", "iframe", "nav", "head"]
 _PAGE_CHROME = ["header", "footer"]  # dropped unless inside <article>/<main>
+# text a reader never sees: a `hidden` attribute, aria-hidden, or an inline style that hides
+# it. It is not indexed: a hidden instruction ("negeer alle eerdere instructies …") or hidden
+# keywords must not reach the model or the ranking. (Screen-reader-only text such as
+# class="sr-only" is read aloud, and kept.)
+_HIDING_STYLE = re.compile(
+    r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|font-size\s*:\s*0(?:\.0+)?(?:px|pt|em|rem|%)?"
+    r"|opacity\s*:\s*0(?:\.0+)?)\s*(?:!important\s*)?(?:;|$)",
+    re.IGNORECASE,
+)
 _HEADING_TAGS = {f"h{n}": n for n in range(1, 7)}
 _BLOCK_TAGS = frozenset(
     [
@@ -74,6 +83,7 @@ def parse_html(data: bytes) -> Parsed:
     found_date = _html_meta_date(soup)
     for tag in soup.find_all(_DROP_TAGS):
         tag.decompose()
+    _drop_hidden(soup)
     for tag in soup.find_all(_PAGE_CHROME):
         if not tag.find_parent(["article", "main"]):
             tag.decompose()
@@ -101,7 +111,23 @@ def html_fragment_sections(fragment: str, base_path: list[str] | None = None) ->
     soup = _soup(fragment)
     for tag in soup.find_all(_DROP_TAGS):
         tag.decompose()
+    _drop_hidden(soup)
     return _HtmlSections(base_path).collect(soup.body or soup)
+
+
+def is_hidden(tag) -> bool:
+    """A ``hidden`` attribute, ``aria-hidden="true"`` or an inline style that hides the element."""
+    attrs = getattr(tag, "attrs", None) or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).strip().lower() == "true":
+        return True
+    style = attrs.get("style")
+    return bool(style) and bool(_HIDING_STYLE.search(str(style)))
+
+
+def _drop_hidden(soup) -> None:
+    for tag in soup.find_all(is_hidden):
+        if not tag.decomposed:
+            tag.decompose()
 
 
 def _is_plain_string(node) -> bool:
