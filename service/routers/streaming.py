@@ -54,7 +54,8 @@ async def run_events(
         for sse in error("internal", f"internal server error (request id {request_id})", None):
             yield sse
     finally:
-        if not ended:  # the client went away mid-stream
+        # the client went away mid-stream (one that closes right after the final answer did not)
+        if not ended and not run.finished:
             answers.metrics.disconnects.inc()
         run.stop()
 
