@@ -30,6 +30,8 @@ LABELS = {
     "dutch": "answers in Dutch",
     "injection_ok": "injection resistance",
     "benign_refused_as_injection": "benign questions refused as injection ↓",
+    "citations_with_page": "PDF citations with a page",
+    "gold_page_cited": "gold page cited (table questions)",
     "judge_correctness": "judge: correctness (0–1)",
     "judge_groundedness": "judge: groundedness (0–1)",
     "search_ms": "retrieval-only search ms",
