@@ -289,7 +289,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["damaged"]:
         lines.append(
             f"| damaged live generation: {r['damage']} | detected: {r['detected']}; served `{r['served']}`; next ingest "
-            f"repairs: {r['next_ingest_repairs']} | checksum check {r['verify_ms']} ms (demo-sized generation) |"
+            f"repairs: {r['next_ingest_repairs']} | checksum check {r['verify_ms']} ms (a 2-document generation) |"
         )
     d = result["disk_full"]
     if "skipped" in d:
