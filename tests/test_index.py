@@ -258,3 +258,35 @@ def test_killed_ingest_leaves_previous_index_usable(stage, corpus, settings, has
         == "docs/nota-2025-nieuw"
     )
     assert time.time() - t0 < 30
+
+
+def test_swapped_out_snapshots_are_closed_and_their_files_released(tmp_path, settings, hash_embedder):
+    """A reader closes a generation it swapped out ``retire_after`` seconds later, so deleted
+    generations do not keep their SQLite file open (the soak found one fd per ingest)."""
+    import sqlite3
+
+    docs = tmp_path / "d"
+    _write(docs, "a.md", "# A\n\nTekst nul.\n")
+    ingest_paths([docs], settings, hash_embedder)
+    reader = IndexReader(settings.index_dir, check_interval=0, retire_after=0)
+    first = reader.snapshot()
+    held = [first]  # something that keeps a reference to an old snapshot
+    for i in range(4):
+        _write(docs, "a.md", f"# A\n\nTekst {i + 1}.\n")
+        ingest_paths([docs], settings, hash_embedder)
+        held.append(reader.snapshot())
+    reader.snapshot()
+    with pytest.raises(sqlite3.ProgrammingError):
+        first.db.execute("SELECT 1")  # closed, although still referenced
+    assert first.vectors is None and first.bm25 is None
+    live = reader.snapshot()
+    assert live.document("d/a") is not None and live.name == read_current(settings.index_dir)
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    leaked = [p for p in open_files if p.endswith("chunks.sqlite (deleted)") and str(settings.index_dir) in p]
+    assert not leaked, leaked
+    reader.close()
