@@ -58,6 +58,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
 from .lexical import BM25Index
+from .rows import CHUNK_COLUMNS, DOCUMENT_COLUMNS, chunk_row, document_row, section_rows
 from .types import Chunk, Document, Section
 
 log = logging.getLogger("vraagbaak.index")
@@ -666,43 +667,17 @@ class IndexWriter:
             raise ValueError("one vector per chunk expected")
         self.remove(doc.doc_id)
         self.db.execute(
-            "INSERT INTO documents (doc_id, title, source, content_hash, date, doc_type, year, "
-            "groups, metadata, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                doc.doc_id,
-                doc.title,
-                doc.source,
-                doc.content_hash,
-                doc.date,
-                doc.doc_type,
-                doc.year,
-                json.dumps(sorted(doc.groups)),
-                json.dumps(doc.metadata, ensure_ascii=False, default=str),
-                time.time(),
-            ),
+            f"INSERT INTO documents ({', '.join(DOCUMENT_COLUMNS)}) VALUES ({','.join('?' * len(DOCUMENT_COLUMNS))})",
+            document_row(doc, json.dumps(sorted(doc.groups))),
         )
         self.db.executemany(
-            "INSERT INTO sections (doc_id, position, heading_path, page, text) VALUES (?,?,?,?,?)",
-            [
-                (doc.doc_id, i, json.dumps(sec.heading_path, ensure_ascii=False), sec.page, sec.text)
-                for i, sec in enumerate(doc.sections)
-            ],
+            "INSERT INTO sections (doc_id, position, heading_path, page, text) VALUES (?,?,?,?,?)", section_rows(doc)
         )
         ids = []
         for c in chunks:
             cur = self.db.execute(
-                "INSERT INTO chunks (doc_id, position, text, heading_path, page, char_start, char_end, page_end) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    doc.doc_id,
-                    c.position,
-                    c.text,
-                    json.dumps(c.heading_path, ensure_ascii=False),
-                    c.page,
-                    c.char_start,
-                    c.char_end,
-                    c.page_end,
-                ),
+                f"INSERT INTO chunks ({', '.join(CHUNK_COLUMNS)}) VALUES ({','.join('?' * len(CHUNK_COLUMNS))})",
+                chunk_row(doc.doc_id, c),
             )
             assert cur.lastrowid is not None  # set by every INSERT
             c.chunk_id = int(cur.lastrowid)

@@ -55,6 +55,7 @@ from psycopg.rows import dict_row
 
 from ..fusion import best_ids, build_hits, fuse
 from ..index import EmbedderMismatchError, IndexNotFoundError, Manifest, check_embedder
+from ..rows import CHUNK_COLUMNS, DOCUMENT_COLUMNS, chunk_row, document_row, section_rows
 from ..text.idf import IdfFn, bm25_idf
 from ..text.tokens import tokenize
 from ..types import Chunk, Document, Hit, Section
@@ -281,7 +282,7 @@ def _doc_dict(r: dict[str, Any]) -> dict[str, Any]:
 
 
 _CHUNK_COLS = "chunk_id, doc_id, position, text, heading_path, page, char_start, char_end, page_end"
-_DOC_COLS = "doc_id, title, source, content_hash, date, doc_type, year, groups, metadata, ingested_at"
+_DOC_COLS = ", ".join(DOCUMENT_COLUMNS)
 
 
 class PgLexical:
@@ -654,27 +655,13 @@ class PgWriter:
             self._lock(doc.doc_id)
             old_docs, old_chunks, old_terms = self._delete(doc.doc_id)
             self.conn.execute(
-                f"INSERT INTO documents ({_DOC_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (
-                    doc.doc_id,
-                    doc.title,
-                    doc.source,
-                    doc.content_hash,
-                    doc.date,
-                    doc.doc_type,
-                    doc.year,
-                    sorted(doc.groups),
-                    json.dumps(doc.metadata, ensure_ascii=False, default=str),
-                    time.time(),
-                ),
+                f"INSERT INTO documents ({_DOC_COLS}) VALUES ({','.join(['%s'] * len(DOCUMENT_COLUMNS))})",
+                document_row(doc, sorted(doc.groups)),
             )
             with self.conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO sections (doc_id, position, heading_path, page, text) VALUES (%s,%s,%s,%s,%s)",
-                    [
-                        (doc.doc_id, i, json.dumps(s.heading_path, ensure_ascii=False), s.page, s.text)
-                        for i, s in enumerate(doc.sections)
-                    ],
+                    section_rows(doc),
                 )
                 ids = [
                     int(r[0])
@@ -684,20 +671,12 @@ class PgWriter:
                     ).fetchall()
                 ]
                 cur.executemany(
-                    "INSERT INTO chunks (chunk_id, doc_id, position, text, heading_path, page, char_start, char_end, "
-                    "page_end, embedding, terms, tfs, n_terms, tsv) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::vector,%s,%s,%s,to_tsvector('dutch', %s))",
+                    f"INSERT INTO chunks (chunk_id, {', '.join(CHUNK_COLUMNS)}, embedding, terms, tfs, n_terms, tsv) "
+                    f"VALUES (%s,{','.join(['%s'] * len(CHUNK_COLUMNS))},%s::vector,%s,%s,%s,to_tsvector('dutch', %s))",
                     [
                         (
                             cid,
-                            doc.doc_id,
-                            c.position,
-                            c.text,
-                            json.dumps(c.heading_path, ensure_ascii=False),
-                            c.page,
-                            c.char_start,
-                            c.char_end,
-                            c.page_end,
+                            *chunk_row(doc.doc_id, c),
                             vector_literal(v),
                             terms,
                             tfs,
