@@ -298,3 +298,18 @@ def test_csp_allows_exactly_the_stylesheet():
 
     digest = base64.b64encode(hashlib.sha256(viewer.stylesheet().encode()).digest()).decode()
     assert f"'sha256-{digest}'" in viewer.content_security_policy()
+
+
+def test_bad_highlight_and_a_foreign_chunk(client, env):
+    """A malformed ``hl`` is a 422 naming the field; a chunk of another document marks
+    nothing (the document still renders); a highlight outside the chunk is ignored."""
+    path = "/v1/documents/openbaar/begroting-2023-zorg/view"
+    r = client.get(path, params={"hl": "a-b"}, headers=env.h("pub"))
+    assert r.status_code == 422 and "hl" in r.text
+    snap = env.app.state.vb.pipeline.retriever.reader.snapshot()
+    foreign = snap.chunks_of("openbaar/raadsbrief-2022-preventie")[0].chunk_id
+    r = client.get(path, params={"chunk": foreign}, headers=env.h("pub"))
+    assert r.status_code == 200 and "<mark" not in r.text.split("<main", 1)[1]
+    own = snap.chunks_of("openbaar/begroting-2023-zorg")[0]
+    r = client.get(path, params={"chunk": own.chunk_id, "hl": "0-99999"}, headers=env.h("pub"))
+    assert r.status_code == 200 and 'id="passage"' in r.text and 'id="quote"' not in r.text
