@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from urllib.parse import quote as url_quote
 
 from .schema import Citation
+from .spans import find_span
 from .text.markers import markers_in, strip_markers
 from .text.sentences import split_sentences
 from .text.tokens import tokenize
@@ -41,8 +42,6 @@ def document_label(doc_type: str | None, year: int | None, date: str | None) -> 
 
 def sentence_span(passage: str, sentence: str) -> tuple[int, int] | None:
     """Offsets of ``sentence`` in ``passage`` (verbatim, else word for word)."""
-    from .spans import find_span
-
     return find_span(passage, sentence)
 
 

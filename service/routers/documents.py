@@ -90,15 +90,17 @@ async def _viewer_access(
     """Who may see what through a viewer or file link: a signed link (service/links.py)
     grants its groups, an API key its own; a request with both needs both. A link that was
     tampered with or expired is a 404, like a document that does not exist."""
-    link_groups: list[str] | None | bool = True  # True: no link presented
-    if sig is not None or exp is not None or g is not None:
+    has_link = sig is not None or exp is not None or g is not None
+    link_groups: list[str] | None = None  # the groups a link grants; None: all (or no link)
+    if has_link:
         assert state.links is not None  # set by ServiceState
-        link_groups = state.links.verify(doc_id, g or "", exp or "", sig or "")
-        if link_groups is False:
+        verified = state.links.verify(doc_id, g or "", exp or "", sig or "")
+        if isinstance(verified, bool):  # False: tampered or expired
             raise _not_found()
+        link_groups = verified
     has_key = bearer is not None or bool(api_key) or "authorization" in request.headers
     caller: Caller | None = None
-    if has_key or link_groups is True:
+    if has_key or not has_link:
         caller = await get_caller(request, bearer, api_key)  # 401 without a key; rate limit
     else:
         client = request.client.host if request.client else "unknown"
@@ -107,19 +109,18 @@ async def _viewer_access(
     def allowed(doc_groups: list[str]) -> bool:
         if caller is not None and not caller.can_see(doc_groups):
             return False
-        if link_groups is True or link_groups is None or not doc_groups:
-            return True
-        return bool(set(doc_groups) & set(link_groups))  # type: ignore[arg-type]
+        return link_groups is None or not doc_groups or bool(set(doc_groups) & set(link_groups))
 
     # the groups that further links from this page (the original file) are signed with
-    if link_groups is True:
+    grant: list[str] | None
+    if not has_link:
         grant = caller.access_groups() if caller is not None else []
     elif caller is None or caller.is_admin:
-        grant = link_groups  # type: ignore[assignment]
+        grant = link_groups
     elif link_groups is None:
         grant = list(caller.groups)
     else:
-        grant = sorted(set(caller.groups) & set(link_groups))  # type: ignore[arg-type]
+        grant = sorted(set(caller.groups) & set(link_groups))
     return allowed, grant
 
 
@@ -184,12 +185,12 @@ async def view_document(
     if loaded is None:
         raise _not_found()
     doc, sections, chunks, cited, original = loaded
-    span = tuple(int(x) for x in hl.split("-")) if hl else None
+    span = (int(hl.split("-")[0]), int(hl.split("-")[1])) if hl else None
     file_url = None
     if original is not None:
         assert state.links is not None
         file_url = state.links.file_url(doc_id, grant, cited.page if cited is not None else None)
-    page = viewer.document_page(doc, sections, chunks, cited, span, file_url)  # type: ignore[arg-type]
+    page = viewer.document_page(doc, sections, chunks, cited, span, file_url)
     return HTMLResponse(viewer.render(page), headers=_viewer_headers(viewer.content_security_policy()))
 
 
