@@ -15,6 +15,8 @@ from .settings import Settings
 app = typer.Typer(help="Vraagbaak — vragen over gemeentelijke documenten, met bronnen.", no_args_is_help=True)
 models_app = typer.Typer(help="Install and check the local models (no hub access needed).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+index_app = typer.Typer(help="Maintain the index: move it between the embedded and PostgreSQL backends.")
+app.add_typer(index_app, name="index")
 
 
 def _settings(index_dir: Path | None = None) -> Settings:
@@ -197,6 +199,84 @@ def documents(as_json: Annotated[bool, typer.Option("--json")] = False, index_di
         typer.echo(
             f"{d['doc_id']:60s} {d['doc_type'] or '-':12s} {d['date'] or '-':10s} {d['n_chunks']:4d} chunks  {d['title']}"
         )
+
+
+@index_app.command("migrate")
+def index_migrate(
+    to: Annotated[str, typer.Option("--to", help="postgres or embedded: the backend to move the index to.")],
+    index_dir: Annotated[
+        Path | None, typer.Option("--index-dir", help="The embedded index folder (default: settings).")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="The PostgreSQL database (default: VRAAGBAAK_DATABASE_URL).")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an index the target already holds.")] = False,
+    reembed: Annotated[
+        bool, typer.Option(help="Embed the chunk texts again (an ivf_sq8 source keeps only approximate vectors).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Move the index to the other backend without embedding again: documents, sections, chunks
+    (ids, spans, pages, groups, metadata), vectors and manifest. Never half visible to readers."""
+    from .index import IndexError_
+    from .store.migrate import Backend, migrate, open_source, source_location, sq8_note
+
+    if to not in ("postgres", "embedded"):
+        raise typer.BadParameter("--to: postgres or embedded")
+    s = _settings()
+    target: Backend = "postgres" if to == "postgres" else "embedded"
+    backend: Backend = "embedded" if target == "postgres" else "postgres"
+    try:
+        with open_source(backend, source_location(target, s, index_dir, database_url)) as source:
+            info = source.info
+            if not as_json:
+                typer.echo(
+                    f"source: {info.backend} {info.name} ({info.location}): {info.n_documents} documents, "
+                    f"{info.n_chunks} chunks, embedder {info.embedder} (dim {info.dim}), vectors {info.vector_index}"
+                )
+            if not info.exact_vectors and not reembed:
+                typer.secho(f"note: {sq8_note()}", fg=typer.colors.YELLOW, err=True)
+            embed = None
+            if reembed:
+                embed = _reembedder(s, info.embedder, info.dim)
+            bar = None
+            if not as_json and sys.stderr.isatty():
+                from tqdm import tqdm
+
+                bar = tqdm(total=info.n_chunks, desc=f"to {to}", unit="chunk", file=sys.stderr)
+            try:
+                report = migrate(
+                    source,
+                    target,
+                    s,
+                    index_dir=index_dir,
+                    database_url=database_url,
+                    replace=replace,
+                    progress=bar.update if bar is not None else None,
+                    embed=embed,
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+    except IndexError_ as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    typer.echo(report.summary())
+    for note in report.notes:
+        if "SQ8" not in note:  # printed above already
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+
+
+def _reembedder(s: Settings, embedder_id: str, dim: int):
+    """The configured embedder's ``embed_documents``; it must be the index's own."""
+    from .embed import load_embedder
+
+    embedder = load_embedder(s)
+    if embedder.model_id != embedder_id or embedder.dim != dim:
+        _fail(f"--reembed needs the index's embedder '{embedder_id}' (dim {dim}); configured: {embedder.model_id}")
+    return embedder.embed_documents
 
 
 def _parse_filters(items: list[str] | None):

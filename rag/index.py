@@ -662,22 +662,33 @@ class IndexWriter:
         self.db.execute("DELETE FROM sections WHERE doc_id = ?", (doc_id,))
         return cur.rowcount > 0
 
-    def upsert(self, doc: Document, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def upsert(
+        self,
+        doc: Document,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        keep_ids: bool = False,
+        ingested_at: float | None = None,
+    ) -> None:
+        """Replace ``doc``; its chunks get new ids, or keep their own ``chunk_id`` with
+        ``keep_ids`` (a migration: links and feedback that name chunk ids stay valid)."""
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk expected")
         self.remove(doc.doc_id)
         self.db.execute(
             f"INSERT INTO documents ({', '.join(DOCUMENT_COLUMNS)}) VALUES ({','.join('?' * len(DOCUMENT_COLUMNS))})",
-            document_row(doc, json.dumps(sorted(doc.groups))),
+            document_row(doc, json.dumps(sorted(doc.groups)), ingested_at),
         )
         self.db.executemany(
             "INSERT INTO sections (doc_id, position, heading_path, page, text) VALUES (?,?,?,?,?)", section_rows(doc)
         )
+        columns = ("chunk_id", *CHUNK_COLUMNS) if keep_ids else CHUNK_COLUMNS
         ids = []
         for c in chunks:
+            row = chunk_row(doc.doc_id, c)
             cur = self.db.execute(
-                f"INSERT INTO chunks ({', '.join(CHUNK_COLUMNS)}) VALUES ({','.join('?' * len(CHUNK_COLUMNS))})",
-                chunk_row(doc.doc_id, c),
+                f"INSERT INTO chunks ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+                (c.chunk_id, *row) if keep_ids else row,
             )
             assert cur.lastrowid is not None  # set by every INSERT
             c.chunk_id = int(cur.lastrowid)
@@ -759,12 +770,15 @@ def write_index(
     wait: bool = False,
     keep_generations: int = 2,
     vector_config: VectorIndexConfig | None = None,
+    fresh: bool = False,
 ) -> Iterator[IndexWriter]:
     """Open the next generation for writing; publish it when the block ends without error.
 
     ``embedder_id``/``dim`` must match the index's manifest; ``None`` (removal only) takes
     them from the existing index. ``vector_config`` (default: the defaults of the settings)
-    decides the vector index type at the end of the write.
+    decides the vector index type at the end of the write. ``fresh``: the new generation
+    starts empty instead of as a copy of the live one (``vraagbaak index migrate --replace``),
+    and may have another embedder.
     """
     index_dir = Path(index_dir)
     with _writer_lock(index_dir, wait):
@@ -772,7 +786,7 @@ def write_index(
             shutil.rmtree(stale, ignore_errors=True)
         current = read_current(index_dir)
         tmp = index_dir / f".tmp-{os.getpid()}-{int(time.time() * 1000)}"
-        if current:
+        if current and not fresh:
             current = _intact_base(index_dir, current)
             if embedder_id is not None:
                 check_embedder(Manifest.from_file(index_dir / current / "manifest.json"), embedder_id, dim or 0)

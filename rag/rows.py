@@ -24,8 +24,9 @@ DOCUMENT_COLUMNS = (
 CHUNK_COLUMNS = ("doc_id", "position", "text", "heading_path", "page", "char_start", "char_end", "page_end")
 
 
-def document_row(doc: Document, groups: Any) -> tuple[Any, ...]:
-    """``DOCUMENT_COLUMNS`` of ``doc``; ``groups`` as the store keeps them (JSON text, an array)."""
+def document_row(doc: Document, groups: Any, ingested_at: float | None = None) -> tuple[Any, ...]:
+    """``DOCUMENT_COLUMNS`` of ``doc``; ``groups`` as the store keeps them (JSON text, an array);
+    ``ingested_at`` now unless given (a migration keeps the original time)."""
     return (
         doc.doc_id,
         doc.title,
@@ -36,7 +37,7 @@ def document_row(doc: Document, groups: Any) -> tuple[Any, ...]:
         doc.year,
         groups,
         json.dumps(doc.metadata, ensure_ascii=False, default=str),
-        time.time(),
+        time.time() if ingested_at is None else ingested_at,
     )
 
 
