@@ -53,6 +53,13 @@ def run_cmd(
     chunk_overlap: Annotated[int | None, typer.Option()] = None,
     attribution: Annotated[bool, typer.Option(help="Post-hoc attribution on/off.")] = True,
     index_dir: Annotated[Path | None, typer.Option(help="Use this index instead of the dataset's own.")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on the postgres backend: the dataset's index is copied (migrated, not embedded again) "
+            "into a schema of its own in this database (default: VRAAGBAAK_DATABASE_URL; '' = embedded)."
+        ),
+    ] = None,
     judge: Annotated[bool, typer.Option(help="Also run the LLM-as-judge.")] = False,
     judge_backend: Annotated[str | None, typer.Option(help="llama_cpp | openai | transformers")] = None,
     judge_base_url: Annotated[str | None, typer.Option()] = None,
@@ -87,7 +94,13 @@ def run_cmd(
     )
     if only not in ("all", "retrieval", "answers"):
         raise typer.BadParameter("--only: all, retrieval or answers")
-    run_dir, results = run(cfg, run_dir=resume or out_dir, progress=progress, log=lambda m: typer.echo(m, err=True))
+    run_dir, results = run(
+        cfg,
+        run_dir=resume or out_dir,
+        progress=progress,
+        log=lambda m: typer.echo(m, err=True),
+        database_url=database_url,
+    )
     typer.echo(format_summary(results))
     if report:
         from .report import write_report

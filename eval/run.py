@@ -268,6 +268,46 @@ def ensure_index(cfg: RunConfig, settings, embedder, log=print) -> Path:
     raise ValueError(f"unknown dataset {cfg.dataset}")
 
 
+def postgres_index(index_dir: Path, url: str, log: Callable[[str], None] = print) -> tuple[str, dict[str, Any]]:
+    """The dataset's embedded index copied into PostgreSQL, for a run on the postgres backend:
+    ``(conninfo, what was done)``. The copy is ``vraagbaak index migrate`` (rag/store/migrate.py:
+    nothing embedded again; a flat index's vectors exactly) into a schema of the eval's own
+    (``vraagbaak_eval_<hash of the index folder>``, replaced on every run), so the index tables
+    the database may hold for the service are never touched; the returned conninfo puts that
+    schema first on the ``search_path``."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from rag.store.migrate import describe_url, migrate_to_postgres, open_source
+
+    schema = "vraagbaak_eval_" + hashlib.sha256(str(Path(index_dir).resolve()).encode()).hexdigest()[:12]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        row = conn.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'vector'"
+        ).fetchone()
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    options = f"{conninfo_to_dict(url).get('options') or ''} -csearch_path={schema},{row[0] if row else 'public'}"
+    conninfo = make_conninfo(url, options=options.strip())
+    with open_source("embedded", index_dir) as source:
+        report = migrate_to_postgres(source, conninfo, replace=True)
+    log(
+        f"postgres backend: {report.n_chunks} chunks of {index_dir} copied into schema {schema} of "
+        f"{describe_url(url)} in {report.seconds:.1f}s (vectors {report.vectors}, nothing embedded)"
+    )
+    info = {
+        "backend": "postgres",
+        "database": describe_url(url),
+        "schema": schema,
+        "migrated_from": str(index_dir),
+        "vectors": report.vectors,
+        "migrate_s": round(report.seconds, 2),
+    }
+    return conninfo, info
+
+
 # --------------------------------------------------------------------------- pipeline variants
 
 
@@ -741,7 +781,9 @@ def select_items(cfg: RunConfig) -> list[EvalItem]:
     return items
 
 
-def build_config(cfg: RunConfig, settings, items, index_dir: Path | None, llm_id: str | None) -> dict:
+def build_config(
+    cfg: RunConfig, settings, items, index_dir: Path | None, llm_id: str | None, backend: dict | None = None
+) -> dict:
     manifest = None
     if index_dir is not None and (Path(index_dir) / "CURRENT").exists():
         gen = (Path(index_dir) / "CURRENT").read_text().strip()
@@ -764,7 +806,11 @@ def build_config(cfg: RunConfig, settings, items, index_dir: Path | None, llm_id
         },
         "git_commit": git_commit(),
         "dataset": {"name": cfg.dataset, "n": len(items), "hash": dataset_hash(items), "file": cfg.data},
-        "index": {"dir": str(index_dir) if index_dir else None, "manifest": manifest},
+        "index": {
+            "dir": str(index_dir) if index_dir else None,
+            "manifest": manifest,
+            **(backend or {"backend": "embedded"}),
+        },
         "host": {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -783,11 +829,17 @@ def run(
     llm=None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    database_url: str | None = None,
 ) -> tuple[Path, dict]:
     """Build what the run needs from the settings, evaluate, write results.json; returns (run_dir, results).
 
-    ``embedder``/``llm`` may be passed in to share them between runs (ablations)."""
+    ``embedder``/``llm`` may be passed in to share them between runs (ablations). ``database_url``
+    (default: the setting, VRAAGBAAK_DATABASE_URL; "" = the embedded index): run on the postgres
+    backend, the dataset's index copied there (:func:`postgres_index`)."""
+    from pydantic import SecretStr
+
     from rag.settings import Settings
+    from rag.store import database_url as configured_url
 
     if run_dir is not None and (Path(run_dir) / "config.json").exists():  # resume
         saved = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
@@ -807,6 +859,13 @@ def run(
         embedder = load_embedder(s)
     index_dir = ensure_index(cfg, s, embedder, log)
     s = s.model_copy(update={"index_dir": index_dir})
+    url = configured_url(s) if database_url is None else database_url
+    backend: dict[str, Any] = {"backend": "embedded"}
+    if url and (cfg.dataset != "feedback" or cfg.index_dir):
+        url, backend = postgres_index(index_dir, url, log)
+    elif url:  # feedback: the live index the feedback came from, which is this database
+        backend = {"backend": "postgres", "database": "(the configured database_url)"}
+    s = s.model_copy(update={"database_url": SecretStr(url)})
 
     from rag.retrieve import Retriever
 
@@ -834,7 +893,7 @@ def run(
         config.setdefault("resumed_at", []).append(datetime.now().isoformat(timespec="seconds"))
         config["run"]["limit"] = cfg.limit
     else:
-        config = build_config(cfg, s, items, index_dir, getattr(llm, "model_id", None))
+        config = build_config(cfg, s, items, index_dir, getattr(llm, "model_id", None), backend)
     cfg_path.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
     log(f"run folder: {run_dir}")
 
