@@ -24,7 +24,7 @@ from .config import ServiceSettings
 from .errors import ClientClosed, LLMUnavailable, NotReady
 from .limits import LLMGate
 from .links import LinkSigner
-from .logging import AuditLog
+from .logging import AuditLogBase
 from .metrics import Metrics
 from .run import Disconnected, PipelineRun
 from .schemas import RequestLimits
@@ -47,7 +47,7 @@ class AnswerService:
     workers: WorkerPool
     metrics: Metrics
     limits: RequestLimits = field(default_factory=RequestLimits)
-    audit: AuditLog | None = None
+    audit: AuditLogBase | None = None
     load_error: Callable[[], str | None] = _no_error
     links: LinkSigner | None = None  # signs the citations' viewer links
 
@@ -59,7 +59,7 @@ class AnswerService:
         pipeline: Callable[[], Any],
         *,
         load_error: Callable[[], str | None] = _no_error,
-        audit: AuditLog | None = None,
+        audit: AuditLogBase | None = None,
         links: LinkSigner | None = None,
     ) -> AnswerService:
         """A service with its own LLM gate, worker pool and metrics as ``cfg`` says."""

@@ -39,16 +39,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from rag.settings import Settings
 
-from .auth import KeyStore
+from .auth import KeyStoreBase
 from .config import ServiceSettings
 from .errors import install_error_handlers
-from .feedback import FeedbackStore
-from .limits import RateLimiter
-from .logging import AuditLog
 from .middleware import ServiceMiddleware
 from .routers import ROUTERS
 from .schemas import request_limits
 from .state import ServiceState
+from .stores import ServiceStores
 
 log = logging.getLogger("vraagbaak.service")
 API_VERSION = "1"
@@ -60,7 +58,7 @@ def create_app(
     pipeline: Any = None,
     *,
     service_settings: ServiceSettings | None = None,
-    keystore: KeyStore | None = None,
+    keystore: KeyStoreBase | None = None,
 ) -> FastAPI:
     """Build the API. Without ``pipeline`` the models are loaded at start-up
     (``Pipeline.from_settings``; in the background unless ``load_in_background`` is off)."""
@@ -68,13 +66,14 @@ def create_app(
     cfg = service_settings or ServiceSettings()
     data_dir = cfg.resolve_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
+    stores = ServiceStores(settings, cfg)  # SQLite in data_dir, or PostgreSQL (database_url)
     state = ServiceState(
         settings=settings,
         cfg=cfg,
-        keys=keystore or KeyStore(cfg.keys_db),
-        limiter=RateLimiter(cfg.rate_limit_per_minute, cfg.rate_limit_burst),
-        feedback=FeedbackStore(cfg.feedback_db),
-        audit=AuditLog(cfg.audit_db, cfg.audit_retention_days) if cfg.audit_log else None,
+        keys=keystore or stores.keys(),
+        limiter=stores.limiter(),
+        feedback=stores.feedback(),
+        audit=stores.audit(),
         pipeline=pipeline,
     )
 
@@ -95,6 +94,7 @@ def create_app(
                 "audit_log": cfg.audit_log,
                 "cors_origins": cfg.cors_origins,
                 "data_dir": str(data_dir),
+                "state": stores.backend,
             },
         )
         if cfg.dev_mode:
@@ -105,6 +105,7 @@ def create_app(
             if task is not None:
                 task.cancel()
             state.workers.shutdown()
+            stores.close()
 
     app = _fastapi_class()(
         title="Vraagbaak API",

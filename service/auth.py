@@ -1,4 +1,5 @@
-"""API keys: a small SQLite store of hashed keys with a role and access groups.
+"""API keys: a small store of hashed keys with a role and access groups (SQLite in data_dir,
+or PostgreSQL when ``database_url`` is set: service/pgstate.py).
 
 A key looks like ``vbk_<key_id>_<secret>``: ``key_id`` (12 hex characters) finds the row,
 the stored value is ``sha256(key)`` and it is compared in constant time
@@ -17,15 +18,17 @@ import ipaddress
 import json
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from .sqlitedb import open_sqlite
 
 Role = Literal["reader", "admin"]
 ROLES: tuple[str, ...] = ("reader", "admin")
@@ -102,24 +105,32 @@ def parse_groups(value: str | list[str] | None) -> list[str]:
     return groups
 
 
-class KeyStore:
-    """API keys in ``path`` (SQLite). Safe to share between threads and processes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        try:
-            self.path.chmod(0o600)
-        except OSError:  # pragma: no cover - e.g. a read-only mount
-            pass
+class KeyStoreBase:
+    """What every key store does: the naming rules, the key's format and its constant-time
+    check. A backend keeps the rows: :class:`KeyStore` (SQLite, the default) or
+    ``service.pgstate.PgKeyStore`` (PostgreSQL, shared by replicas on any host). Nothing is
+    cached: every :meth:`verify` reads the row, so a revocation counts from the next request."""
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Release the store's connection(s)."""
+
+    # -- the backend's rows -------------------------------------------------------------
+    def _put(self, name: str, key_id: str, key_hash: str, role: str, groups: str, created_at: float) -> bool:
+        """Store a new key (``groups`` as JSON), replacing a revoked one of the same name;
+        False (and nothing stored) when an active key has that name."""
+        raise NotImplementedError
+
+    def _revoke(self, name: str, at: float) -> int:
+        """Mark the active key ``name`` revoked; the number of rows changed (0 or 1)."""
+        raise NotImplementedError
+
+    def _all(self) -> list[tuple]:
+        """(name, role, groups JSON, created_at, revoked_at, key_id) of every key, by name."""
+        raise NotImplementedError
+
+    def _by_key_id(self, key_id: str) -> tuple | None:
+        """(name, key_hash, role, groups JSON, revoked_at) of the key with ``key_id``."""
+        raise NotImplementedError
 
     # -- management -------------------------------------------------------------------
     def add(self, name: str, role: str = "reader", groups: str | list[str] | None = None) -> str:
@@ -131,31 +142,16 @@ class KeyStore:
         group_list = parse_groups(groups)
         key_id = secrets.token_hex(6)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-        with self._lock:
-            row = self._db.execute("SELECT revoked_at FROM api_keys WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] is None:
-                raise KeyError_(f"a key named {name!r} exists; revoke it first or choose another name")
-            self._db.execute("DELETE FROM api_keys WHERE name = ?", (name,))  # a revoked one
-            self._db.execute(
-                "INSERT INTO api_keys (name, key_id, key_hash, role, groups, created_at) VALUES (?,?,?,?,?,?)",
-                (name, key_id, hash_key(key), role, json.dumps(group_list), time.time()),
-            )
+        if not self._put(name, key_id, hash_key(key), role, json.dumps(group_list), time.time()):
+            raise KeyError_(f"a key named {name!r} exists; revoke it first or choose another name")
         return key
 
     def revoke(self, name: str) -> None:
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (time.time(), name)
-            )
-        if cur.rowcount == 0:
+        if self._revoke(name, time.time()) == 0:
             raise KeyError_(f"no active key named {name!r}")
 
     def list(self, include_revoked: bool = True) -> list[KeyInfo]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT name, role, groups, created_at, revoked_at, key_id FROM api_keys ORDER BY name"
-            ).fetchall()
-        out = [KeyInfo(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5]) for r in rows]
+        out = [KeyInfo(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5]) for r in self._all()]
         return [k for k in out if include_revoked or k.active]
 
     # -- verification -----------------------------------------------------------------
@@ -166,10 +162,7 @@ class KeyStore:
             # still spend the hash, so a malformed key costs the same as a wrong one
             hmac.compare_digest(hash_key(key or ""), "0" * 64)
             return None
-        with self._lock:
-            row = self._db.execute(
-                "SELECT name, key_hash, role, groups, revoked_at FROM api_keys WHERE key_id = ?", (parts[1],)
-            ).fetchone()
+        row = self._by_key_id(parts[1])
         presented = hash_key(key)
         if row is None:
             hmac.compare_digest(presented, "0" * 64)
@@ -177,6 +170,54 @@ class KeyStore:
         if not hmac.compare_digest(presented, row[1]) or row[4] is not None:
             return None
         return Caller(name=row[0], role=row[2], groups=tuple(json.loads(row[3])))
+
+
+class KeyStore(KeyStoreBase):
+    """API keys in ``path`` (SQLite). Safe to share between threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = open_sqlite(self.path, _SCHEMA)
+        try:
+            self.path.chmod(0o600)
+        except OSError:  # pragma: no cover - e.g. a read-only mount
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _put(self, name: str, key_id: str, key_hash: str, role: str, groups: str, created_at: float) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT revoked_at FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] is None:
+                return False
+            self._db.execute("DELETE FROM api_keys WHERE name = ?", (name,))  # a revoked one
+            self._db.execute(
+                "INSERT INTO api_keys (name, key_id, key_hash, role, groups, created_at) VALUES (?,?,?,?,?,?)",
+                (name, key_id, key_hash, role, groups, created_at),
+            )
+        return True
+
+    def _revoke(self, name: str, at: float) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (at, name)
+            )
+        return cur.rowcount
+
+    def _all(self) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT name, role, groups, created_at, revoked_at, key_id FROM api_keys ORDER BY name"
+            ).fetchall()
+
+    def _by_key_id(self, key_id: str) -> tuple | None:
+        with self._lock:
+            return self._db.execute(
+                "SELECT name, key_hash, role, groups, revoked_at FROM api_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
 
 
 # --------------------------------------------------------------------------- FastAPI dependencies
@@ -226,12 +267,12 @@ async def get_caller(
                 headers={"WWW-Authenticate": "Bearer"},
             )
     else:
-        caller = state.keys.verify(key)
+        caller = await anyio.to_thread.run_sync(state.keys.verify, key)  # a database round trip
         if caller is None:
             raise ApiError(401, "unauthorized", "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
         rate_key = f"key:{caller.name}"
     request.scope.setdefault("state", {})["caller"] = caller.name
-    enforce_rate_limit(state, rate_key, f"'{caller.name}'")
+    await anyio.to_thread.run_sync(enforce_rate_limit, state, rate_key, f"'{caller.name}'")
     return caller
 
 

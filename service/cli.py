@@ -11,14 +11,22 @@ Attach to the main CLI with::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-keys_app = typer.Typer(help="Manage API keys (stored hashed in data_dir/keys.sqlite).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from .stores import ServiceStores
+
+keys_app = typer.Typer(
+    help="Manage API keys (stored hashed in data_dir/keys.sqlite, or in PostgreSQL when VRAAGBAAK_DATABASE_URL is set).",
+    no_args_is_help=True,
+)
 feedback_app = typer.Typer(help="Feedback given on answers.", no_args_is_help=True)
 
 
@@ -33,6 +41,30 @@ def _service_settings(data_dir: Path | None = None, **overrides):
     except Exception as exc:  # pydantic ValidationError: show it plainly
         typer.secho(f"invalid service settings: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _stores(data_dir: Path | None) -> Iterator[ServiceStores]:
+    """The service's stores (service/stores.py: SQLite in data_dir, or PostgreSQL when
+    database_url is set); a database that cannot be reached is one red line and exit 1."""
+    from rag.settings import Settings
+
+    from .stores import ServiceStores, StateUnavailable
+
+    cfg = _service_settings(data_dir)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: show it plainly
+        typer.secho(f"invalid settings: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    stores = ServiceStores(settings, cfg)
+    try:
+        yield stores
+    except StateUnavailable as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        stores.close()
 
 
 DataDirOpt = Annotated[
@@ -86,11 +118,11 @@ def keys_add(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a key and print it (once: only its hash is stored)."""
-    from .auth import KeyError_, KeyStore
+    from .auth import KeyError_
 
-    store = KeyStore(_service_settings(data_dir).keys_db)
     try:
-        key = store.add(name, role=role, groups=groups)
+        with _stores(data_dir) as stores:
+            key = stores.keys().add(name, role=role, groups=groups)
     except KeyError_ as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
@@ -107,9 +139,8 @@ def keys_list(
     """Show the keys (names, roles, groups; never the keys)."""
     from datetime import datetime
 
-    from .auth import KeyStore
-
-    rows = KeyStore(_service_settings(data_dir).keys_db).list(include_revoked=all_)
+    with _stores(data_dir) as stores:
+        rows = stores.keys().list(include_revoked=all_)
     if as_json:
         typer.echo(json.dumps([r.__dict__ | {"active": r.active} for r in rows], indent=2))
         return
@@ -123,11 +154,12 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
-    """Revoke a key (effective immediately, also for a running service)."""
-    from .auth import KeyError_, KeyStore
+    """Revoke a key (effective immediately, also for a running service and every replica)."""
+    from .auth import KeyError_
 
     try:
-        KeyStore(_service_settings(data_dir).keys_db).revoke(name)
+        with _stores(data_dir) as stores:
+            stores.keys().revoke(name)
     except KeyError_ as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
@@ -141,17 +173,14 @@ def feedback_export(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Write all feedback as JSON lines (with question/answer when the audit log has them)."""
-    from .feedback import FeedbackStore
-    from .logging import AuditLog
-
-    cfg = _service_settings(data_dir)
-    store = FeedbackStore(cfg.feedback_db)
-    audit = AuditLog(cfg.audit_db, cfg.audit_retention_days) if cfg.audit_db.exists() else None
-    if out is None:
-        n = store.export_jsonl(sys.stdout, audit=audit)
-    else:
-        with open(out, "w", encoding="utf-8") as fh:
-            n = store.export_jsonl(fh, audit=audit)
+    with _stores(data_dir) as stores:
+        store = stores.feedback()
+        audit = stores.audit_for_export()
+        if out is None:
+            n = store.export_jsonl(sys.stdout, audit=audit)
+        else:
+            with open(out, "w", encoding="utf-8") as fh:
+                n = store.export_jsonl(fh, audit=audit)
     typer.secho(f"{n} feedback records", err=True, dim=True)
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .limits import GateFull, retry_after_header
+from .stores import StateUnavailable
 
 log = logging.getLogger("vraagbaak.service")
 
@@ -38,6 +39,9 @@ _CODES = {
     500: "internal",
     503: "unavailable",
 }
+
+
+STATE_RETRY_AFTER = "5"  # seconds: a restarting database is usually back by then
 
 
 class ErrorBody(BaseModel):
@@ -112,7 +116,7 @@ _DESCRIPTIONS = {
     413: "Body too large",
     422: "Invalid request",
     429: "Rate limit exceeded (see Retry-After)",
-    503: "The LLM is busy or unavailable, or the models are loading (see Retry-After)",
+    503: "The LLM is busy or unavailable, the models are loading, or the database is unreachable (see Retry-After)",
 }
 
 
@@ -163,6 +167,19 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{_loc(d['loc'])}: {d['msg']}" for d in details[:5]) or "invalid request"
         # never echo the input back (it may be a long question or personal data)
         return error_response(request, 422, "validation_error", message, details=details)
+
+    @app.exception_handler(StateUnavailable)
+    async def _state_unavailable(request: Request, exc: StateUnavailable):
+        # the database of keys, feedback, audit log and rate limits (PostgreSQL) cannot be reached:
+        # a clear 503 the client may retry, and one log line (no traceback)
+        log.error("state database unavailable", extra={"request_id": request_id(request), "error": str(exc)})
+        return error_response(
+            request,
+            503,
+            "state_unavailable",
+            "the service's database is unavailable; try again later",
+            headers={"Retry-After": STATE_RETRY_AFTER},
+        )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception):

@@ -1,4 +1,5 @@
-"""Feedback on answers (thumbs up/down + optional comment) in SQLite, exportable as JSONL.
+"""Feedback on answers (thumbs up/down + optional comment) in SQLite (or PostgreSQL when
+``database_url`` is set: service/pgstate.py), exportable as JSONL.
 
 Each exported line::
 
@@ -13,13 +14,14 @@ joins on ``answer_id`` with its own run records.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from .sqlitedb import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -34,19 +36,27 @@ CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
 """
 
 
-class FeedbackStore:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+class FeedbackStoreBase:
+    """What every feedback store does; a backend keeps the rows: :class:`FeedbackStore`
+    (SQLite, the default) or ``service.pgstate.PgFeedbackStore`` (PostgreSQL)."""
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Release the store's connection(s)."""
 
+    # -- the backend's rows -------------------------------------------------------------
+    def _upsert(self, answer_id: str, rating: str, comment: str | None, caller: str | None) -> int:
+        """Insert, or update the latest row of (answer, caller) keeping its comment when
+        ``comment`` is None, in one transaction; returns the row's id."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def _all(self) -> list[tuple]:
+        """(id, answer_id, rating, comment, caller, created_at) of every row, by id."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------
     def add(self, answer_id: str, rating: str, comment: str | None = None, caller: str | None = None) -> int:
         """Store a caller's verdict on an answer; one row per (answer, caller), the latest wins.
 
@@ -56,7 +66,48 @@ class FeedbackStore:
         """
         if rating not in ("up", "down"):
             raise ValueError("rating must be 'up' or 'down'")
-        comment = comment or None
+        return self._upsert(answer_id, rating, comment or None, caller)
+
+    def rows(self, audit=None) -> Iterator[dict[str, Any]]:
+        """All feedback, oldest first; joined with the audit log when one is given."""
+        for r in self._all():
+            d: dict[str, Any] = {
+                "id": r[0],
+                "answer_id": r[1],
+                "rating": r[2],
+                "comment": r[3],
+                "caller": r[4],
+                "created_at": datetime.fromtimestamp(r[5], tz=UTC).isoformat().replace("+00:00", "Z"),
+                "question": None,
+                "answer": None,
+                "citations": None,
+            }
+            rec = audit.by_answer_id(r[1]) if audit is not None else None
+            if rec is not None:
+                d.update(question=rec["question"], answer=rec["answer"], citations=rec["citations"])
+            yield d
+
+    def export_jsonl(self, out: IO[str], audit=None) -> int:
+        n = 0
+        for d in self.rows(audit):
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+
+class FeedbackStore(FeedbackStoreBase):
+    """Feedback in ``path`` (SQLite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = open_sqlite(self.path, _SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _upsert(self, answer_id: str, rating: str, comment: str | None, caller: str | None) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -87,32 +138,8 @@ class FeedbackStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
-    def rows(self, audit=None) -> Iterator[dict[str, Any]]:
-        """All feedback, oldest first; joined with the audit log when one is given."""
+    def _all(self) -> list[tuple]:
         with self._lock:
-            rows = self._db.execute(
+            return self._db.execute(
                 "SELECT id, answer_id, rating, comment, caller, created_at FROM feedback ORDER BY id"
             ).fetchall()
-        for r in rows:
-            d: dict[str, Any] = {
-                "id": r[0],
-                "answer_id": r[1],
-                "rating": r[2],
-                "comment": r[3],
-                "caller": r[4],
-                "created_at": datetime.fromtimestamp(r[5], tz=UTC).isoformat().replace("+00:00", "Z"),
-                "question": None,
-                "answer": None,
-                "citations": None,
-            }
-            rec = audit.by_answer_id(r[1]) if audit is not None else None
-            if rec is not None:
-                d.update(question=rec["question"], answer=rec["answer"], citations=rec["citations"])
-            yield d
-
-    def export_jsonl(self, out: IO[str], audit=None) -> int:
-        n = 0
-        for d in self.rows(audit):
-            out.write(json.dumps(d, ensure_ascii=False) + "\n")
-            n += 1
-        return n

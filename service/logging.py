@@ -4,7 +4,8 @@ Privacy (AVG/GDPR): the service never writes question or answer text, comments o
 to its logs. A request line has the request id, method, route, status, duration and the
 key's *name*. Whoever needs the texts (to review answers) enables the audit log
 (``VRAAGBAAK_AUDIT_LOG=true``): question, answer, citations and caller go into
-``data_dir/audit.sqlite``, and rows older than ``audit_retention_days`` are deleted at
+``data_dir/audit.sqlite`` (or the table ``audit_log`` in PostgreSQL when ``database_url`` is
+set: service/pgstate.py), and rows older than ``audit_retention_days`` are deleted at
 start-up and every hour.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import sys
 import threading
 import time
@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .sqlitedb import open_sqlite
 
 log = logging.getLogger("vraagbaak.service")
 
@@ -82,59 +84,62 @@ CREATE INDEX IF NOT EXISTS audit_answer ON audit(answer_id);
 """
 
 
-class AuditLog:
-    """Question/answer records with retention. Only created when the audit log is enabled."""
+AUDIT_COLUMNS = ("ts", "request_id", "caller", "endpoint", "answer_id", "question", "answer", "refused", "citations")
 
-    def __init__(self, path: Path, retention_days: int) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.retention_s = retention_days * 86400
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_AUDIT_SCHEMA)
-        self._last_purge = 0.0
-        self.purge()
+
+class AuditLogBase:
+    """What every audit log does (the rows' shape, retention); a backend keeps the rows:
+    :class:`AuditLog` (SQLite in data_dir, the default) or ``service.pgstate.PgAuditLog``."""
+
+    retention_s: float
+    _last_purge: float = 0.0
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Release the log's connection(s)."""
 
+    # -- the backend's rows -------------------------------------------------------------
+    def _insert(self, row: tuple) -> None:
+        """Append one row, its values in the order of :data:`AUDIT_COLUMNS`."""
+        raise NotImplementedError
+
+    def _delete_before(self, cutoff: float) -> int:
+        raise NotImplementedError
+
+    def _by_answer(self, answer_id: str) -> tuple | None:
+        """(ts, caller, endpoint, question, answer, refused, citations) of the answer."""
+        raise NotImplementedError
+
+    def _all(self) -> list[tuple]:
+        """Every row (columns as :data:`AUDIT_COLUMNS`), oldest first."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------
     def record(self, *, request_id: str, caller: str, endpoint: str, question: str, answer) -> None:
         """``answer`` is a rag.schema.Answer."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO audit (ts, request_id, caller, endpoint, answer_id, question, answer, refused, citations)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    time.time(),
-                    request_id,
-                    caller,
-                    endpoint,
-                    answer.id,
-                    question,
-                    answer.answer,
-                    int(answer.refused),
-                    json.dumps([c.model_dump() for c in answer.citations], ensure_ascii=False),
-                ),
+        self._insert(
+            (
+                time.time(),
+                request_id,
+                caller,
+                endpoint,
+                answer.id,
+                question,
+                answer.answer,
+                int(answer.refused),
+                json.dumps([c.model_dump() for c in answer.citations], ensure_ascii=False),
             )
+        )
         if time.monotonic() - self._last_purge > 3600:
             self.purge()
 
     def purge(self, now: float | None = None) -> int:
         """Delete rows past the retention period; returns how many."""
-        cutoff = (now or time.time()) - self.retention_s
-        with self._lock:
-            cur = self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+        n = self._delete_before((now or time.time()) - self.retention_s)
         self._last_purge = time.monotonic()
-        return cur.rowcount
+        return n
 
     def by_answer_id(self, answer_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT ts, caller, endpoint, question, answer, refused, citations FROM audit WHERE answer_id = ?",
-                (answer_id,),
-            ).fetchone()
+        row = self._by_answer(answer_id)
         if row is None:
             return None
         return {
@@ -148,14 +153,44 @@ class AuditLog:
         }
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT ts, request_id, caller, endpoint, answer_id, question, answer, refused, citations "
-                "FROM audit ORDER BY id"
-            ).fetchall()
-        keys = ("ts", "request_id", "caller", "endpoint", "answer_id", "question", "answer", "refused", "citations")
-        for r in rows:
-            d = dict(zip(keys, r))
+        for r in self._all():
+            d = dict(zip(AUDIT_COLUMNS, r))
             d["refused"] = bool(d["refused"])
             d["citations"] = json.loads(d["citations"] or "[]")
             yield d
+
+
+class AuditLog(AuditLogBase):
+    """Question/answer records with retention in ``path`` (SQLite). Only created when the
+    audit log is enabled."""
+
+    def __init__(self, path: Path, retention_days: int) -> None:
+        self.path = Path(path)
+        self.retention_s = retention_days * 86400
+        self._lock = threading.Lock()
+        self._db = open_sqlite(self.path, _AUDIT_SCHEMA)
+        self._last_purge = 0.0
+        self.purge()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _insert(self, row: tuple) -> None:
+        with self._lock:
+            self._db.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)", row)
+
+    def _delete_before(self, cutoff: float) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,)).rowcount
+
+    def _by_answer(self, answer_id: str) -> tuple | None:
+        with self._lock:
+            return self._db.execute(
+                "SELECT ts, caller, endpoint, question, answer, refused, citations FROM audit WHERE answer_id = ?",
+                (answer_id,),
+            ).fetchone()
+
+    def _all(self) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit ORDER BY id").fetchall()

@@ -9,12 +9,12 @@ from typing import Any
 from rag.settings import Settings
 
 from .answering import AnswerService
-from .auth import KeyStore
+from .auth import KeyStoreBase
 from .config import ServiceSettings
-from .feedback import FeedbackStore
+from .feedback import FeedbackStoreBase
 from .limits import LLMGate, RateLimiter
 from .links import LinkSigner
-from .logging import AuditLog
+from .logging import AuditLogBase
 from .metrics import Metrics
 from .workers import WorkerPool
 
@@ -27,10 +27,10 @@ class ServiceState:
 
     settings: Settings
     cfg: ServiceSettings
-    keys: KeyStore
+    keys: KeyStoreBase
     limiter: RateLimiter
-    feedback: FeedbackStore
-    audit: AuditLog | None
+    feedback: FeedbackStoreBase
+    audit: AuditLogBase | None
     pipeline: Any = None
     load_error: str | None = None
     loading: bool = False

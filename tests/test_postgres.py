@@ -370,6 +370,8 @@ def pg_env(pg_service_root, tmp_path):
     env.cfg = ServiceSettings(data_dir=tmp_path / "data", rate_limit_per_minute=0)
     env.app = create_app(env.settings, env.pipeline, service_settings=env.cfg)
     keys = env.app.state.vb.keys
+    for old in keys.list(include_revoked=False):  # the state is in the module's database too (service/pgstate.py)
+        keys.revoke(old.name)
     env.keys = {
         "admin": keys.add("admin", "admin"),
         "fin": keys.add("fin", "reader", "financien"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from rag.index import read_current
 from rag.settings import Settings
@@ -49,22 +50,37 @@ def corpus_root(tmp_path_factory) -> Path:
 
 
 class Env:
-    """An app with keys for: admin, fin (group financien), soc (group sociaal), pub (no groups)."""
+    """An app with keys for: admin, fin (group financien), soc (group sociaal), pub (no groups).
 
-    def __init__(self, root: Path, data_dir: Path, llm: FakeLLM | None = None, **cfg) -> None:
+    ``database_url``: the service's state (keys, feedback, audit log, rate limits) in that
+    PostgreSQL database (tests/test_pg_state.py; the index stays the embedded one);
+    ``add_keys=False``: a second replica on a database that already has the keys."""
+
+    def __init__(
+        self,
+        root: Path,
+        data_dir: Path,
+        llm: FakeLLM | None = None,
+        database_url: str = "",
+        add_keys: bool = True,
+        **cfg,
+    ) -> None:
         self.settings = _settings(root)
         self.llm = llm or FakeLLM()
         self.pipeline = make_pipeline(self.settings, HashEmbedder(), self.llm)
         cfg.setdefault("rate_limit_per_minute", 0)
         self.cfg = ServiceSettings(data_dir=data_dir, **cfg)
-        self.app = create_app(self.settings, self.pipeline, service_settings=self.cfg)
+        app_settings = self.settings.model_copy(update={"database_url": SecretStr(database_url)})
+        self.app = create_app(app_settings, self.pipeline, service_settings=self.cfg)
         keys = self.app.state.vb.keys
-        self.keys = {
-            "admin": keys.add("admin", "admin"),
-            "fin": keys.add("fin", "reader", "financien"),
-            "soc": keys.add("soc", "reader", "sociaal"),
-            "pub": keys.add("pub", "reader"),
-        }
+        self.keys: dict[str, str] = {}
+        if add_keys:
+            self.keys = {
+                "admin": keys.add("admin", "admin"),
+                "fin": keys.add("fin", "reader", "financien"),
+                "soc": keys.add("soc", "reader", "sociaal"),
+                "pub": keys.add("pub", "reader"),
+            }
 
     def h(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -255,10 +271,15 @@ def test_dev_mode_anonymous_only_from_loopback(make_env):
 
 
 def test_keystore_stores_only_hashes(tmp_path):
-    store = KeyStore(tmp_path / "keys.sqlite")
+    check_keystore(KeyStore(tmp_path / "keys.sqlite"), lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir()))
+
+
+def check_keystore(store, stored_bytes) -> None:
+    """The key store's behaviour (also run on PostgreSQL: tests/test_pg_state.py);
+    ``stored_bytes()``: everything the store wrote, which must not hold the key."""
     key = store.add("balie", "reader", "b, a")
     assert key.startswith("vbk_")
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    raw = stored_bytes()
     assert key.encode() not in raw and key.split("_", 2)[2].encode() not in raw
     assert store.verify(key) == Caller("balie", "reader", ("a", "b"))
     assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
@@ -506,11 +527,15 @@ def test_rate_limit_per_key_429_with_retry_after(make_env):
 
 
 def test_rate_limiter_refills():
-    rl = RateLimiter(per_minute=60, burst=2)
+    check_rate_limiter_refills(RateLimiter(per_minute=60, burst=2))
+    assert RateLimiter(per_minute=0, burst=1).hit("k") == 0  # disabled
+
+
+def check_rate_limiter_refills(rl) -> None:
+    """A limiter of 60/minute, burst 2 (also run on PostgreSQL: tests/test_pg_state.py)."""
     assert rl.hit("k", now=0.0) == 0 and rl.hit("k", now=0.0) == 0
     assert rl.hit("k", now=0.0) == pytest.approx(1.0)
     assert rl.hit("k", now=1.01) == 0
-    assert RateLimiter(per_minute=0, burst=1).hit("k") == 0  # disabled
 
 
 def _in_thread(fn):
@@ -730,7 +755,11 @@ def test_feedback_stored_and_exported(client, env):
 
 def test_feedback_is_one_verdict_per_caller_and_answer(tmp_path):
     """The widget sends the thumb, then the comment; a user may flip the thumb. One row each."""
-    store = FeedbackStore(tmp_path / "fb.sqlite")
+    check_feedback_store(FeedbackStore(tmp_path / "fb.sqlite"))
+
+
+def check_feedback_store(store) -> None:
+    """The feedback store's behaviour (also run on PostgreSQL: tests/test_pg_state.py)."""
     first = store.add("a1", "up", None, "soc")
     assert store.add("a1", "down", None, "soc") == first  # thumb changed
     assert store.add("a1", "down", "Bedrag klopt niet.", "soc") == first  # comment after the thumb
@@ -784,19 +813,25 @@ def test_logs_are_json_without_question_text(make_env, caplog):
 
 def test_audit_log_opt_in_with_retention(make_env):
     env = make_env(audit_log=True, audit_retention_days=7)
+    check_audit_log(env, lambda: AuditLog(env.cfg.audit_db, 7))
+    # off by default: no audit database at all
+    assert not make_env().cfg.audit_db.exists()
+
+
+def check_audit_log(env, open_audit) -> None:
+    """An app with the audit log on (7 days): feedback export joined with it, retention
+    (also run on PostgreSQL: tests/test_pg_state.py)."""
     with TestClient(env.app) as c:
         a = c.post("/v1/ask", json={"question": "Wat bespreekt kwartelhof?"}, headers=env.h("soc")).json()
         c.post("/v1/feedback", json={"answer_id": a["id"], "rating": "up"}, headers=env.h("soc"))
         row = json.loads(c.get("/v1/feedback/export", headers=env.h("admin")).text.splitlines()[0])
     assert row["question"] == "Wat bespreekt kwartelhof?" and row["answer"] == a["answer"]
     assert row["citations"][0]["doc_id"] == SOC_DOC
-    audit = AuditLog(env.cfg.audit_db, 7)
+    audit = open_audit()
     assert [r["caller"] for r in audit.rows()] == ["soc"]
     assert audit.purge(now=time.time() + 6 * 86400) == 0
     assert audit.purge(now=time.time() + 8 * 86400) == 1
     assert list(audit.rows()) == []
-    # off by default: no audit database at all
-    assert not make_env().cfg.audit_db.exists()
 
 
 def test_metrics_after_traffic(client, env):

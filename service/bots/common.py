@@ -132,13 +132,14 @@ def _no_pipeline() -> None:
 
 def feedback_store(app: Any, feedback: Any = None) -> Any:
     """The store behind ``/v1/feedback``: the given one, the service's, or a new
-    :class:`service.feedback.FeedbackStore` in the service's data folder."""
+    store where the service keeps it (service/stores.py: the data folder, or PostgreSQL)."""
     if feedback is not None:
         return feedback
     state = service_state(app)
     if state is not None:
         return state.feedback
+    from rag.settings import Settings
     from service.config import ServiceSettings
-    from service.feedback import FeedbackStore
+    from service.stores import ServiceStores
 
-    return FeedbackStore(ServiceSettings().feedback_db)
+    return ServiceStores(Settings(), ServiceSettings()).feedback()

@@ -56,7 +56,7 @@ def create_bots_app(
     from rag.settings import Settings
     from service.answering import AnswerService
     from service.config import ServiceSettings
-    from service.feedback import FeedbackStore
+    from service.stores import ServiceStores
 
     from .slack import build_slack_app, mount_slack
     from .teams import mount_teams
@@ -66,7 +66,7 @@ def create_bots_app(
     bot_settings = bot_settings or BotSettings()
     holder = _PipelineHolder(pipeline)
     answers = AnswerService.from_settings(settings, cfg, holder, load_error=lambda: holder.error)
-    feedback = FeedbackStore(cfg.feedback_db)
+    feedback = ServiceStores(settings, cfg).feedback()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -104,7 +104,7 @@ async def _viewer_access(
         caller = await get_caller(request, bearer, api_key)  # 401 without a key; rate limit
     else:
         client = request.client.host if request.client else "unknown"
-        enforce_rate_limit(state, f"link@{client}", f"links opened from {client}")
+        await anyio.to_thread.run_sync(enforce_rate_limit, state, f"link@{client}", f"links opened from {client}")
 
     def allowed(doc_groups: list[str]) -> bool:
         if caller is not None and not caller.can_see(doc_groups):
