@@ -41,6 +41,12 @@ An index or data folder that already holds state is only replaced with ``force``
   keep using the old secret (and links signed with the restored one are refused).
 - ``uploads/`` is swapped for the restored folder (two renames).
 
+**PostgreSQL** (``database_url`` set, deploy/README.md): the index and the API keys, feedback,
+audit log and rate-limit counters live in the database (service/pgstate.py), not in the files
+above, and this backup does not cover them: back the database up with PostgreSQL's own tools
+(``pg_dump``, or the council's usual base backups / PITR). ``data_dir`` then holds only the
+link secret and the uploads.
+
 Uploaded documents are recorded in the index with their absolute path; restored into a
 ``data_dir`` at another path, the viewer cannot offer their original file for download (the
 text, the citations and the viewer work as before).
