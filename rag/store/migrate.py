@@ -163,7 +163,8 @@ def sq8_note() -> str:
     return (
         "the source is an ivf_sq8 index: FAISS keeps only 8-bit quantised vectors, so the vectors "
         "moved are SQ8-decoded approximations (about 1% noise per component), not the embedder's "
-        "own; use --reembed to embed the chunk texts again instead"
+        "own (on the demo and FAQ sets this changed no retrieval metric: deploy/README.md); "
+        "--reembed embeds the chunk texts again instead"
     )
 
 
