@@ -214,6 +214,13 @@ def index_migrate(
     reembed: Annotated[
         bool, typer.Option(help="Embed the chunk texts again (an ivf_sq8 source keeps only approximate vectors).")
     ] = False,
+    maintenance_work_mem: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL memory for building the indexes after the load (~4GB keeps the HNSW build of 1M "
+            "chunks of dim 768 in memory)."
+        ),
+    ] = "1GB",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Move the index to the other backend without embedding again: documents, sections, chunks
@@ -254,6 +261,7 @@ def index_migrate(
                     replace=replace,
                     progress=bar.update if bar is not None else None,
                     embed=embed,
+                    maintenance_work_mem=maintenance_work_mem,
                 )
             finally:
                 if bar is not None:
