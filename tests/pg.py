@@ -1,6 +1,6 @@
 """A real PostgreSQL 16 + pgvector server for the tests marked ``postgres``.
 
-``pgserver`` (the ``postgres`` extra) ships the server binaries and pgvector in a wheel: no
+``pgserver`` (in the ``test`` extra) ships the server binaries and pgvector in a wheel: no
 system package, no root. One server per test session, started in a temporary folder on first
 use (~5 s on 2 cores, initdb included) and stopped at the end; every test gets a database of
 its own (``CREATE DATABASE``: milliseconds) with the vector extension created. The tests skip,
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-SKIP_REASON = "pgserver is not installed: pip install -e '.[postgres]' (scripts/setup.sh does)"
+SKIP_REASON = "pgserver is not installed: pip install -e '.[test,postgres]' (scripts/setup.sh does)"
 _names = itertools.count()
 
 
