@@ -674,6 +674,7 @@ class Children:
         self.procs: dict[str, subprocess.Popen] = {}
         self.paused: set[int] = set()
         self.stop_signals: dict[str, int] = {}
+        self.stop_last: set[str] = set()
 
     def start(
         self,
@@ -683,6 +684,7 @@ class Children:
         cwd: Path,
         user: str | None = None,
         stop_signal: int = signal.SIGTERM,
+        stop_last: bool = False,
     ) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.out", "wb") as out, open(self.log_dir / f"{name}.log", "wb") as err:
             proc = subprocess.Popen(
@@ -690,6 +692,8 @@ class Children:
             )
         self.procs[name] = proc
         self.stop_signals[name] = stop_signal
+        if stop_last:
+            self.stop_last.add(name)
         return proc
 
     def stdout(self, name: str) -> str:
@@ -710,19 +714,23 @@ class Children:
             self.paused.discard(proc.pid)
 
     def close(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.pid in self.paused:
-                self.resume(proc)
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(self.stop_signals.get(name, signal.SIGTERM))
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
+        """Every process stopped (its stop signal, then SIGKILL after 20 s); the servers the
+        others use (``stop_last``: PostgreSQL) after the others have exited."""
+        for wave in (False, True):
+            procs = {n: p for n, p in self.procs.items() if (n in self.stop_last) == wave}
+            for name, proc in procs.items():
+                if proc.pid in self.paused:
+                    self.resume(proc)
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(self.stop_signals.get(name, signal.SIGTERM))
+            for proc in procs.values():
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(5)
 
 
 def wait_for(
@@ -925,6 +933,7 @@ class PostgresOnTestNet:
             self.root,
             user=self.user,
             stop_signal=signal.SIGINT,  # fast shutdown
+            stop_last=True,  # after the replicas have closed their connections
         )
         self.admin_url = f"postgresql://postgres:{self.password}@{host}:{port}/postgres"
         self.url = f"postgresql://postgres:{self.password}@{host}:{port}/vraagbaak"
@@ -1812,7 +1821,7 @@ def run_netns(ctx: Ctx) -> int:
     args, log, report, children, vb = ctx.args, ctx.log, ctx.report, ctx.children, ctx.vb
     why = netns_unavailable()
     if why is None and not _pg_importable():
-        why = "pgserver/psycopg are not installed: pip install -e '.[postgres]'"
+        why = "pgserver/psycopg are not installed: pip install -e '.[postgres,test]'"
     if why is not None:
         log(f"--netns cannot run: {why}")
         return 2
