@@ -30,6 +30,7 @@ from rag.index import EmbedderMismatchError, IndexNotFoundError  # noqa: E402
 from rag.indexing import ingest_paths, remove_documents  # noqa: E402
 from rag.retrieve import Filters, Retriever, rank  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.text.tokens import tokenize  # noqa: E402
 from tests.conftest import DEMO_CORPUS, HashEmbedder  # noqa: E402
 
 QUERIES = [
@@ -307,6 +308,99 @@ def test_concurrent_writers_are_safe(tmp_path, pg_url):
             "SELECT (SELECT count(*) FROM documents), count(*), coalesce(sum(n_terms), 0) FROM chunks"
         ).fetchone()
         assert tuple(m) == tuple(real)
+        assert term_stats_drift(conn) == []  # the document frequencies too, under concurrent writers
+
+
+TERM_RECOUNT = "SELECT t AS term, count(*) AS df FROM chunks, unnest(terms) AS t GROUP BY t"
+
+
+def term_stats_drift(conn) -> list:
+    """Terms whose stored document frequency differs from a recount of the chunks."""
+    return conn.execute(
+        f"SELECT term, a.df, b.df FROM term_stats a FULL JOIN ({TERM_RECOUNT}) b USING (term) "
+        "WHERE a.df IS DISTINCT FROM b.df"
+    ).fetchall()
+
+
+def test_term_stats_follow_every_change_and_are_rebuilt_for_an_older_index(corpus, tmp_path, pg_url):
+    import psycopg
+
+    from rag.store.postgres import PgReader
+
+    settings = _pg_settings(tmp_path, pg_url)
+    emb = HashEmbedder()
+    ingest_paths([corpus], settings, emb)
+    (corpus / "nota-2.md").write_text("# Nota 2\n\nNieuwe tekst over ijsbaan Kardinge en de gemeente.\n")
+    ingest_paths([corpus], settings, emb)
+    remove_documents(["docs/nota-1"], settings)
+    with psycopg.connect(pg_url) as conn:
+        assert term_stats_drift(conn) == []
+        (gemeente,) = tokenize("gemeente")
+        (kardinge,) = tokenize("Kardinge")
+        # 3 documents left, each one chunk with "gemeente"; "Kardinge" only in the new nota 2
+        assert conn.execute("SELECT df FROM term_stats WHERE term = %s", (gemeente,)).fetchone()[0] == 3
+        assert conn.execute("SELECT df FROM term_stats WHERE term = %s", (kardinge,)).fetchone()[0] == 1
+        conn.execute("DROP TABLE term_stats")  # an index written before the table existed
+        conn.commit()
+    PgReader(pg_url).close()  # the first reader counts them once
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM term_stats").fetchone()[0] > 0
+        assert term_stats_drift(conn) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "gemeente Groningen opvang Oekraïense vluchtelingen",
+        "Waar staat GON voor en wat doet de gemeente?",
+        "de gemeente en de raad over de begroting",
+        "jeugdhulp kosten",
+        "zzz-onbekend gemeente",
+    ],
+)
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_bm25_maxscore_stops_early_with_the_exact_top_n(both, query, n):
+    """The pruned search (rarest terms first, stop when the common ones cannot catch up) gives
+    the same top n as scoring every chunk that holds any query term."""
+    from rag.store.postgres import _bm25_sql
+
+    _, pg, _ = both
+    snap = pg.reader.snapshot()
+    with snap.pool.connection() as conn:
+        m = conn.execute("SELECT n_chunks, n_terms FROM manifest").fetchone()
+        every = [r[0] for r in conn.execute("SELECT chunk_id FROM chunks")]
+        pruned = _bm25_sql(conn, query, "true", [], n, None, int(m[0]), int(m[1]))
+        full = _bm25_sql(conn, query, "true", [], len(every), every, int(m[0]), int(m[1]))
+    top = sorted(full.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    assert list(pruned) == [c for c, _ in top]
+    assert list(pruned.values()) == pytest.approx([v for _, v in top])
+
+
+class _CountingConnection:
+    """A connection that counts the BM25 scoring queries run through it."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.scorings = conn, 0
+
+    def execute(self, sql, params=None):
+        self.scorings += "unnest(c.terms, c.tfs)" in sql
+        return self.conn.execute(sql, params)
+
+
+def test_bm25_maxscore_leaves_the_common_words_unscanned(both):
+    """For a question with one rare and several common words, the top 1 is settled by the chunks
+    that hold the rare word: the common words are never used to find candidates."""
+    from rag.store.postgres import _bm25_sql, term_dfs
+
+    _, pg, _ = both
+    query = "Wat zegt de gemeente Groningen over de opvang van Oekraïense vluchtelingen?"
+    with pg.reader.snapshot().pool.connection() as conn:
+        m = conn.execute("SELECT n_chunks, n_terms FROM manifest").fetchone()
+        counting = _CountingConnection(conn)
+        found = _bm25_sql(counting, query, "true", [], 1, None, int(m[0]), int(m[1]))
+        n_terms = len(term_dfs(conn, tokenize(query)))
+    assert found and n_terms >= 4
+    assert counting.scorings < n_terms
 
 
 def test_embedder_mismatch_is_refused(corpus, tmp_path, pg_url):

@@ -60,7 +60,7 @@ Backend = Literal["embedded", "postgres"]
 Progress = Callable[[int], None]  # called with the number of chunks just written
 Embed = Callable[[list[str]], np.ndarray]  # chunk texts -> vectors (``reembed``)
 
-TABLES = ("manifest", "documents", "chunks", "sections")
+TABLES = ("manifest", "documents", "chunks", "sections", "term_stats")
 BATCH_CHUNKS = 2_000  # chunks per COPY batch into PostgreSQL
 MAINTENANCE_WORK_MEM = "1GB"  # for the index builds after the load (PostgreSQL's default: 64MB)
 READ_DOCUMENTS = 256  # documents fetched per query from a PostgreSQL source
@@ -344,7 +344,7 @@ def migrate_to_postgres(
     from psycopg import sql
     from psycopg.types.json import Jsonb
 
-    from .postgres import SCHEMA_LOCK, _schema
+    from .postgres import SCHEMA_LOCK, TERM_STATS_FILL, _schema
 
     info = source.info
     t0 = time.perf_counter()
@@ -412,6 +412,7 @@ def migrate_to_postgres(
                 time.time(),
             ),
         )
+        conn.execute(TERM_STATS_FILL)  # BM25's document frequencies, counted once
         conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
         conn.execute(_schema(info.dim))  # HNSW and GIN indexes over the loaded rows
         conn.execute(

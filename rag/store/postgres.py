@@ -14,6 +14,9 @@ Tables (created by the first writer, under an advisory lock)::
                tokens as the embedded BM25, rag.text.tokens; GIN on terms),
                tsv = to_tsvector('dutch', title › headings + text) (GIN; ts_rank_cd, measured only)
     sections   doc_id, position, heading_path, page, text (the viewer's text)
+    term_stats term, df: the chunks holding each term (BM25's document frequency), kept by the
+               writers in the transaction that changes the chunks (an index from before this
+               table gets it, counted, from its next writer)
 
 Writes: :class:`PgWriter` ``upsert``/``remove`` run in ONE transaction per document, under
 ``pg_advisory_xact_lock`` on the document id (two writers of the same document wait for each
@@ -33,7 +36,13 @@ Ranking gives the same candidate scores as the embedded index, fused by rag/fusi
   rows than asked for under a filter; then the query is run again exactly. With pgvector >= 0.8,
   ``hnsw.iterative_scan = relaxed_order`` is set as well.
 - lexical: BM25 (Lucene variant, k1 1.2, b 0.75, as bm25s) computed in SQL from the stored
-  term statistics: the same scores as the embedded BM25 (float rounding aside).
+  term statistics: the same scores as the embedded BM25 (float rounding aside). Exact top-n
+  without scoring every chunk that holds a common word (MaxScore): the chunks holding the
+  rarest query terms are scored with all the query terms first; when the n-th best score
+  already exceeds what the remaining (common) terms could add together at most
+  (idf x query count each, as tf / (tf + k) < 1), no chunk holding only those can enter the
+  top n, and the search stops; else the next rarest term joins. A query of common words only
+  still scores every chunk that holds one (measured in eval/pg_benchmark.py).
 - access groups and the other filters are SQL conditions of both queries, applied before any
   ranking: a chunk the caller may not see is never a candidate.
 """
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import queue
 import threading
 import time
@@ -115,6 +125,10 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, position);
 CREATE INDEX IF NOT EXISTS chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX IF NOT EXISTS chunks_terms ON chunks USING gin (terms);
 CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv);
+CREATE TABLE IF NOT EXISTS term_stats (
+    term text PRIMARY KEY,
+    df bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sections (
     doc_id text NOT NULL REFERENCES documents (doc_id) ON DELETE CASCADE,
     position integer NOT NULL,
@@ -302,8 +316,7 @@ class PgLexical:
             if term in self._df:
                 return self._df[term]
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT count(*) FROM chunks WHERE terms @> ARRAY[%s]::text[]", (term,)).fetchone()
-        df = int(row[0]) if row else 0
+            df = term_dfs(conn, [term]).get(term, 0)
         with self._lock:
             self._df[term] = df
         return df
@@ -475,6 +488,14 @@ def _cosines(conn: psycopg.Connection[Any], q: str | None, ids: list[int]) -> di
     return _pairs(rows)
 
 
+def term_dfs(conn: psycopg.Connection[Any], terms: Sequence[str]) -> dict[str, int]:
+    """Document frequencies of ``terms`` (those in no chunk are left out)."""
+    if not terms:
+        return {}
+    rows = conn.execute("SELECT term, df FROM term_stats WHERE term = ANY(%s::text[]) AND df > 0", (list(terms),))
+    return {str(r[0]): int(r[1]) for r in rows.fetchall()}
+
+
 def _bm25_sql(
     conn: psycopg.Connection[Any],
     query: str,
@@ -486,31 +507,60 @@ def _bm25_sql(
     n_terms: int,
 ) -> dict[int, float]:
     """BM25 (bm25s' Lucene variant) from the stored statistics: idf over the whole index, as
-    the embedded BM25, whose statistics cover every chunk whatever the filter."""
-    terms = tokenize(query)
-    if not terms or not n_chunks:
+    the embedded BM25, whose statistics cover every chunk whatever the filter. The top ``n``
+    by MaxScore (module docstring); ``only``: the scores of those chunks."""
+    qn = Counter(tokenize(query))
+    if not qn or not n_chunks:
+        return {}
+    df = term_dfs(conn, list(qn))
+    if not df:
         return {}
     avgdl = n_terms / n_chunks
-    only_sql = "AND c.chunk_id = ANY(%s::bigint[]) " if only is not None else ""
-    sql = f"""
-    WITH q AS (SELECT term, count(*)::float8 AS qn FROM unnest(%s::text[]) AS term GROUP BY term),
-    df AS (SELECT q.term, q.qn, (SELECT count(*) FROM chunks x WHERE x.terms @> ARRAY[q.term])::float8 AS df FROM q)
-    SELECT c.chunk_id,
-           sum(df.qn * ln(1 + (%s - df.df + 0.5) / (df.df + 0.5))
-               * t.tf / (%s * ((1 - %s) + %s * c.n_terms / %s) + t.tf)) AS score
-    FROM chunks c JOIN documents d USING (doc_id)
-         CROSS JOIN LATERAL unnest(c.terms, c.tfs) AS t(term, tf)
-         JOIN df ON df.term = t.term
-    WHERE c.terms && %s::text[] {only_sql}AND {where}
-    GROUP BY c.chunk_id
-    ORDER BY score DESC, c.chunk_id
-    LIMIT %s
-    """
-    args: list[Any] = [terms, float(n_chunks), K1, B, B, avgdl, sorted(set(terms))]
+    rarest = sorted(df, key=lambda t: (df[t], t))
+    idf = {t: math.log(1 + (n_chunks - df[t] + 0.5) / (df[t] + 0.5)) for t in rarest}
+    bound = [qn[t] * idf[t] for t in rarest]  # what each term can add to a chunk's score, at most
+
+    def score(essential: list[str]) -> dict[int, float]:
+        only_sql = "AND c.chunk_id = ANY(%s::bigint[]) " if only is not None else ""
+        sql = f"""
+        WITH q AS (SELECT * FROM unnest(%s::text[], %s::float8[], %s::float8[]) AS q(term, qn, df))
+        SELECT c.chunk_id,
+               sum(q.qn * ln(1 + (%s - q.df + 0.5) / (q.df + 0.5))
+                   * t.tf / (%s * ((1 - %s) + %s * c.n_terms / %s) + t.tf)) AS score
+        FROM chunks c JOIN documents d USING (doc_id)
+             CROSS JOIN LATERAL unnest(c.terms, c.tfs) AS t(term, tf)
+             JOIN q ON q.term = t.term
+        WHERE c.terms && %s::text[] {only_sql}AND {where}
+        GROUP BY c.chunk_id
+        ORDER BY score DESC, c.chunk_id
+        LIMIT %s
+        """
+        args: list[Any] = [
+            rarest,
+            [float(qn[t]) for t in rarest],
+            [float(df[t]) for t in rarest],
+            float(n_chunks),
+            K1,
+            B,
+            B,
+            avgdl,
+            essential,
+        ]
+        if only is not None:
+            args.append(only)
+        args += [*params, n]
+        return _pairs(conn.execute(sql, args).fetchall())
+
     if only is not None:
-        args.append(only)
-    args += [*params, n]
-    return _pairs(conn.execute(sql, args).fetchall())
+        return score(rarest)
+    k = 1
+    while True:
+        found = score(rarest[:k])
+        if k == len(rarest):
+            return found
+        if len(found) >= n and min(found.values()) > sum(bound[k:]):
+            return found  # no chunk without one of the first k terms can reach the top n
+        k += 1
 
 
 def _ts_rank_sql(
@@ -566,6 +616,8 @@ class PgReader:
         with self.pool.connection() as conn:
             row = _read_manifest(conn)
             self.pgvector = _pgvector_version(conn)
+            if row is not None:
+                ensure_term_stats(conn)
         if row is None:
             raise IndexNotFoundError(
                 "No index in the PostgreSQL database (database_url). Build one first: vraagbaak ingest data/voorbeeld"
@@ -616,8 +668,29 @@ class PgWriter:
     def _lock(self, doc_id: str) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (doc_id,))
 
+    def _terms_of(self, doc_id: str) -> Counter[str]:
+        """How many of the document's chunks hold each term (what it adds to ``term_stats``)."""
+        rows = self.conn.execute(
+            "SELECT t, count(*) FROM chunks, unnest(terms) AS t WHERE doc_id = %s GROUP BY t", (doc_id,)
+        ).fetchall()
+        return Counter({str(r[0]): int(r[1]) for r in rows})
+
+    def _count_terms(self, delta: Counter[str]) -> None:
+        """Add ``delta`` to the document frequencies, rows locked in term order (two writers
+        sharing common words wait for each other, never deadlock)."""
+        changed = sorted(t for t, d in delta.items() if d)
+        if not changed:
+            return
+        self.conn.execute(
+            "INSERT INTO term_stats (term, df) SELECT * FROM unnest(%s::text[], %s::bigint[]) ORDER BY 1 "
+            "ON CONFLICT (term) DO UPDATE SET df = term_stats.df + excluded.df",
+            (changed, [delta[t] for t in changed]),
+        )
+        self.conn.execute("DELETE FROM term_stats WHERE term = ANY(%s::text[]) AND df <= 0", (changed,))
+
     def _delete(self, doc_id: str) -> tuple[int, int, int]:
         """Delete the document (chunks and sections cascade); the counts it took away."""
+        self._count_terms(Counter({t: -c for t, c in self._terms_of(doc_id).items()}))
         row = self.conn.execute(
             "SELECT count(*), coalesce(sum(n_terms), 0) FROM chunks WHERE doc_id = %s", (doc_id,)
         ).fetchone()
@@ -686,9 +759,27 @@ class PgWriter:
                         for cid, c, v, (terms, tfs, length) in zip(ids, chunks, vectors, stats)
                     ],
                 )
+            self._count_terms(Counter(t for terms, _, _ in stats for t in terms))
             self._bump(1 - old_docs, len(chunks) - old_chunks, sum(s[2] for s in stats) - old_terms)
         for cid, c in zip(ids, chunks):
             c.chunk_id = cid
+
+
+TERM_STATS_FILL = "INSERT INTO term_stats (term, df) SELECT t, count(*) FROM chunks, unnest(terms) AS t GROUP BY t"
+
+
+def ensure_term_stats(conn: psycopg.Connection[Any]) -> None:
+    """Give an index written before ``term_stats`` existed its document frequencies, counted
+    once from the chunks (under the schema lock; the first reader or writer to open it)."""
+    have = conn.execute("SELECT to_regclass('term_stats') IS NOT NULL").fetchone()
+    if have and have[0]:
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        created = conn.execute("SELECT to_regclass('term_stats') IS NULL").fetchone()
+        if created and created[0]:
+            conn.execute("CREATE TABLE term_stats (term text PRIMARY KEY, df bigint NOT NULL)")
+            conn.execute(TERM_STATS_FILL)
 
 
 def _open_manifest(url: str, embedder_id: str | None, dim: int | None, chunking: dict[str, Any] | None) -> Manifest:
@@ -709,6 +800,7 @@ def _open_manifest(url: str, embedder_id: str | None, dim: int | None, chunking:
                 )
             row = _read_manifest(conn)
             assert row is not None
+        ensure_term_stats(conn)
         manifest = _manifest(row)
         if embedder_id is not None:
             check_embedder(manifest, embedder_id, dim or 0)
