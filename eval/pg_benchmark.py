@@ -16,7 +16,7 @@ Per size (default 100k and 1M chunks, dim 768, documents of 10 chunks):
 
 Vectors: the clustered mixture of ``eval/ann_benchmark.py`` (queries drawn near the data);
 texts: 80 words sampled from the demo corpus (``eval/index_benchmark.py``), so BM25 and the
-Dutch full-text column see a realistic vocabulary.
+Dutch full-text column see a realistic vocabulary; the queries' words: the demo gold questions.
 
 Building: the embedded index through ``write_index`` (one generation, ivf_sq8 above 30k
 chunks, as ``index_type=auto``); PostgreSQL through the migration's bulk path
@@ -117,6 +117,14 @@ def changed_document(i: int, dim: int, k: int) -> tuple[Document, list[Chunk], n
     ]
     v = np.random.default_rng([k, i]).standard_normal((PER_DOC, dim)).astype(np.float32)
     return doc, chunks, v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def question_texts(n: int) -> list[str]:
+    """The lexical side of the queries: the demo gold questions (real Dutch questions about
+    the corpus the synthetic texts draw their words from), repeated to ``n``."""
+    lines = (HERE / "gold" / "demo.jsonl").read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["question"] for line in lines if line.strip()]
+    return [questions[i % len(questions)] for i in range(n)]
 
 
 def hit_key(row: int) -> tuple[str, int]:
@@ -345,8 +353,7 @@ def replica_main(backend: str, where: str, dim: int, queries: int) -> None:
     from rag.store.postgres import PgReader
 
     faiss.omp_set_num_threads(1)
-    words = _vocabulary()
-    rnd = random.Random(3)
+    texts = question_texts(queries)
     q = MixtureData(dim, N_CLUSTERS, seed=0).queries(queries)
     before = _rss_mb()
     if backend == "embedded":
@@ -356,7 +363,7 @@ def replica_main(backend: str, where: str, dim: int, queries: int) -> None:
         snap = reader.snapshot()
     opened = _rss_mb()
     for i in range(queries):
-        rank(snap, " ".join(rnd.choices(words, k=8)), q[i], top_k=10, fusion="score")
+        rank(snap, texts[i], q[i], top_k=10, fusion="score")
     after = _rss_mb()
     print(
         json.dumps(
@@ -396,9 +403,7 @@ def measure(n: int, args: argparse.Namespace, server: Server, url: str, folder: 
     data = MixtureData(args.dim, N_CLUSTERS, seed=0)
     q = data.queries(args.queries)
     truth = ground_truth(data, n, q, 10, []).ids["all"]
-    rnd = random.Random(2)
-    words = _vocabulary()
-    texts = [" ".join(rnd.choices(words, k=8)) for _ in range(args.queries)]
+    texts = question_texts(args.queries)
     out: dict[str, Any] = {"size": n}
 
     snap = open_snapshot(folder)
@@ -463,7 +468,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Synthetic clustered vectors (dim "
         f"{report['meta']['dim']}), texts of 80 demo-corpus words, documents of {PER_DOC} chunks; "
         "search one query at a time through `rag.retrieve.rank` (FAISS 1 thread), "
-        f"{report['meta']['queries']} queries near the data.",
+        f"{report['meta']['queries']} query vectors near the data; the lexical side of hybrid search: the demo "
+        "gold questions.",
         "",
     ]
     for size in sorted(report["sizes"], key=int):

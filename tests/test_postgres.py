@@ -495,3 +495,23 @@ def test_restricted_passages_never_leak_on_postgres(pg_env, who, word, doc_id):
         own = "fin" if doc_id.startswith("financien") else "soc"
         r = client.post("/v1/ask", json={"question": f"Wat staat er over {word}?"}, headers=pg_env.h(own))
         assert doc_id in r.text
+
+
+def test_bm25_budget_bounds_the_chunks_scored(both, monkeypatch):
+    """Past ``SCORED_CHUNKS_MAX`` matches the search keeps to the rarer terms' chunks, and a
+    question whose rarest word is already over the budget gets no lexical hits (no full scan)."""
+    from rag.store import postgres
+    from rag.store.postgres import _bm25_sql, term_dfs
+
+    _, pg, _ = both
+    query = "Wat zegt de gemeente Groningen over de opvang van Oekraïense vluchtelingen?"
+    with pg.reader.snapshot().pool.connection() as conn:
+        m = conn.execute("SELECT n_chunks, n_terms FROM manifest").fetchone()
+        df = term_dfs(conn, tokenize(query))
+        rarest = min(df, key=lambda t: (df[t], t))
+        monkeypatch.setattr(postgres, "SCORED_CHUNKS_MAX", df[rarest])
+        found = _bm25_sql(conn, query, "true", [], 50, None, int(m[0]), int(m[1]))
+        holders = {r[0] for r in conn.execute("SELECT chunk_id FROM chunks WHERE %s = ANY(terms)", (rarest,))}
+        assert found and set(found) <= holders
+        monkeypatch.setattr(postgres, "SCORED_CHUNKS_MAX", df[rarest] - 1)
+        assert _bm25_sql(conn, query, "true", [], 50, None, int(m[0]), int(m[1])) == {}

@@ -41,8 +41,10 @@ Ranking gives the same candidate scores as the embedded index, fused by rag/fusi
   rarest query terms are scored with all the query terms first; when the n-th best score
   already exceeds what the remaining (common) terms could add together at most
   (idf x query count each, as tf / (tf + k) < 1), no chunk holding only those can enter the
-  top n, and the search stops; else the next rarest term joins. A query of common words only
-  still scores every chunk that holds one (measured in eval/pg_benchmark.py).
+  top n, and the search stops; else the next rarest term joins, while the chunks to score stay
+  under ``SCORED_CHUNKS_MAX`` (beyond it: the top n among the chunks holding the rarer terms; a
+  question of only very common words gets no lexical hits). Every search transaction has a
+  ``statement_timeout`` (``SEARCH_TIMEOUT_MS``) as a backstop.
 - access groups and the other filters are SQL conditions of both queries, applied before any
   ranking: a chunk the caller may not see is never a candidate.
 """
@@ -50,6 +52,7 @@ Ranking gives the same candidate scores as the embedded index, fused by rag/fusi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import queue
@@ -74,6 +77,11 @@ K1, B = 1.2, 0.75  # bm25s defaults (rag/lexical.py)
 EMPTY_TOKEN = "\u2205"  # rag/lexical.py: a chunk without tokens counts one placeholder token
 SCHEMA_LOCK = 0x5642_0001  # advisory lock key for creating the schema
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+# BM25 scores at most this many (chunk, term) matches of the terms that find candidates: a
+# question made only of words most chunks hold gets the top n among the chunks holding its
+# rarer words (exact below this; the embedded BM25 is always exact)
+SCORED_CHUNKS_MAX = 100_000
+SEARCH_TIMEOUT_MS = 15_000  # a backstop for one search transaction (statement_timeout)
 
 
 def _schema(dim: int) -> str:
@@ -402,6 +410,7 @@ class PgSnapshot:
         where, params = filter_sql(filters)
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(SEARCH_TIMEOUT_MS),))
             stats = conn.execute("SELECT n_chunks, n_terms FROM manifest WHERE id = 1").fetchone()
             n_chunks, n_terms = (int(stats[0]), int(stats[1])) if stats else (0, 0)
             filtered = not _is_empty(filters)
@@ -553,6 +562,11 @@ def _bm25_sql(
 
     if only is not None:
         return score(rarest)
+    # the terms whose chunks are scored: the rarest, while their chunks stay within the budget
+    reach = list(itertools.accumulate(df[t] for t in rarest))
+    most = sum(1 for r in reach if r <= SCORED_CHUNKS_MAX)
+    if most == 0:
+        return {}  # only words that most chunks hold: no lexical signal worth a scan
     k = 1
     while True:
         found = score(rarest[:k])
@@ -560,6 +574,8 @@ def _bm25_sql(
             return found
         if len(found) >= n and min(found.values()) > sum(bound[k:]):
             return found  # no chunk without one of the first k terms can reach the top n
+        if k == most:
+            return found  # the budget: the top n among the chunks holding the rarer terms
         k += 1
 
 
