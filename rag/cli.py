@@ -184,14 +184,18 @@ def remove(doc_ids: Annotated[list[str], typer.Argument()], index_dir: IndexDirO
 
 @app.command()
 def documents(as_json: Annotated[bool, typer.Option("--json")] = False, index_dir: IndexDirOpt = None) -> None:
-    """List the indexed documents."""
-    from .index import IndexError_, open_snapshot
+    """List the indexed documents (of the embedded index, or of PostgreSQL when database_url is set)."""
+    from .index import IndexError_
+    from .store import open_reader
 
     try:
-        snap = open_snapshot(_settings(index_dir).index_dir)
+        reader = open_reader(_settings(index_dir))
     except IndexError_ as exc:
         _fail(str(exc))
-    docs = snap.documents()
+    try:
+        docs = reader.snapshot().documents()
+    finally:
+        reader.close()
     if as_json:
         typer.echo(json.dumps(docs, ensure_ascii=False, indent=2))
         return

@@ -327,6 +327,10 @@ def test_the_cli_command_end_to_end(embedded_index, pg_url, tmp_path):
     # no database given or configured
     r = runner.invoke(app, ["index", "migrate", "--to", "embedded", "--index-dir", str(back)], env=env)
     assert r.exit_code != 0 and "--database-url" in r.output
+    # `vraagbaak documents` lists the index of the configured backend
+    r = runner.invoke(app, ["documents", "--json"], env={**env, "VRAAGBAAK_DATABASE_URL": pg_url})
+    assert r.exit_code == 0, r.output
+    assert sorted(d["doc_id"] for d in json.loads(r.output)) == sorted(d["doc_id"] for d in a.documents())
 
 
 def test_the_eval_harness_runs_retrieval_on_postgres(pg_url, tmp_path):
