@@ -515,3 +515,129 @@ def test_bm25_budget_bounds_the_chunks_scored(both, monkeypatch):
         assert found and set(found) <= holders
         monkeypatch.setattr(postgres, "SCORED_CHUNKS_MAX", df[rarest] - 1)
         assert _bm25_sql(conn, query, "true", [], 50, None, int(m[0]), int(m[1])) == {}
+
+
+# --------------------------------------------------------------------------- crashes
+
+_PAUSED_WRITER = """
+import pathlib, sys, time
+from rag.store import postgres as P
+from rag.types import Chunk, Document, Section
+from tests.conftest import HashEmbedder
+
+url, marker, pause = sys.argv[1], pathlib.Path(sys.argv[2]), float(sys.argv[3])
+count = P.PgWriter._count_terms
+
+def paused(self, delta):  # after the new chunks are inserted, before the commit
+    count(self, delta)
+    if any(v > 0 for v in delta.values()):
+        marker.write_text("in the transaction")
+        time.sleep(pause)
+
+P.PgWriter._count_terms = paused
+emb = HashEmbedder()
+texts = ["Versie twee van nota nul over de ijsbaan Kardinge.", "Tweede stuk van versie twee."]
+doc = Document(doc_id="docs/nota-0", title="Nota 0", source="docs/nota-0.md", content_hash="v2",
+               sections=[Section(t) for t in texts])
+with P.pg_writer(url, emb.model_id, emb.dim) as w:
+    w.upsert(doc, [Chunk(doc_id=doc.doc_id, text=t, position=i) for i, t in enumerate(texts)],
+             emb.embed_documents(texts))
+"""
+
+
+def _state_of(url: str) -> tuple:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return (
+            conn.execute("SELECT doc_id, content_hash FROM documents ORDER BY doc_id").fetchall(),
+            conn.execute("SELECT doc_id, position, text FROM chunks ORDER BY doc_id, position").fetchall(),
+            conn.execute("SELECT n_documents, n_chunks, n_terms FROM manifest").fetchone(),
+        )
+
+
+def _paused_writer(url: str, tmp_path: Path, pause: float = 120.0):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "in-transaction"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_WRITER, url, str(marker), str(pause)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer did not reach its transaction"
+        time.sleep(0.05)
+    return proc
+
+
+def _consistent(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        m = conn.execute("SELECT n_documents, n_chunks, n_terms FROM manifest").fetchone()
+        real = conn.execute(
+            "SELECT (SELECT count(*) FROM documents), count(*), coalesce(sum(n_terms), 0) FROM chunks"
+        ).fetchone()
+        assert tuple(m) == tuple(real)
+        assert term_stats_drift(conn) == []
+
+
+def test_a_writer_killed_mid_transaction_changes_nothing_and_holds_no_lock(corpus, tmp_path, pg_url):
+    """SIGKILL of an ingest inside its document's transaction (its chunks inserted, its
+    advisory lock held): the database keeps the old version, consistent, and the next writer
+    of that document does not wait for the dead one."""
+    import signal
+    import time
+
+    settings = _pg_settings(tmp_path, pg_url)
+    emb = HashEmbedder()
+    ingest_paths([corpus], settings, emb)
+    before = _state_of(pg_url)
+    proc = _paused_writer(pg_url, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert _state_of(pg_url) == before
+    _consistent(pg_url)
+    (corpus / "nota-0.md").write_text("# Nota 0\n\nEen nieuwe versie over de schaatsbaan.\n", encoding="utf-8")
+    t0 = time.monotonic()
+    assert ingest_paths([corpus], settings, emb).updated == ["docs/nota-0"]
+    assert time.monotonic() - t0 < 30
+    _consistent(pg_url)
+
+
+def test_the_database_crashing_mid_ingest_loses_only_the_open_transaction(corpus, tmp_path):
+    """PostgreSQL stopped the hard way (``pg_ctl -m immediate``: no checkpoint, WAL recovery at
+    the next start) while a writer is inside a document's transaction: after the restart every
+    committed document is there, the open one is not, the counts and term statistics agree, and
+    ingest carries on."""
+    from pgserver._commands import pg_ctl
+
+    from tests.pg import PgServer
+
+    server = PgServer()  # a server of its own: this test crashes it
+    srv = server.server
+    try:
+        url = server.database()
+        settings = _pg_settings(tmp_path, url)
+        emb = HashEmbedder()
+        ingest_paths([corpus], settings, emb)
+        before = _state_of(url)
+        proc = _paused_writer(url, tmp_path, pause=3)
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=srv.pgdata, user=srv.system_user)
+        assert proc.wait(30) != 0  # its commit finds the connection gone: an error, not a hang
+        srv.ensure_postgres_running()
+        assert _state_of(url) == before
+        _consistent(url)
+        (corpus / "nota-0.md").write_text("# Nota 0\n\nNa de crash: de schaatsbaan.\n", encoding="utf-8")
+        assert ingest_paths([corpus], settings, emb).updated == ["docs/nota-0"]
+        r = Retriever(settings, emb)
+        assert r.search("schaatsbaan crash", top_k=1, fusion="bm25").hits[0].doc_id == "docs/nota-0"
+        _consistent(url)
+    finally:
+        server.stop()
