@@ -462,8 +462,11 @@ def test_test_network_is_removed_on_ctrl_c(tmp_path):
     net.close()
     assert leftovers(tag) == []
 
+    # a shell that starts a job in the background (nohup … &, as CI may) makes it ignore
+    # SIGINT, and Python then installs no KeyboardInterrupt handler: restore Ctrl-C's default
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from eval.replica_loadtest import TestNet\n"
         "net = TestNet(2)\n"
         "print(net.tag, flush=True)\n"
