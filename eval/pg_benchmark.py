@@ -295,7 +295,7 @@ def search_rows(snap: Any, q: np.ndarray, texts: list[str], truth: np.ndarray, b
         ("hybrid (score + BM25)", "score", None),
         (f"dense, filter year {FILTER_YEAR} (1/11)", "dense", year),
     ):
-        rank(snap, texts[0], q[0], top_k=10, fusion=fusion, filters=filters)  # warm
+        _timed(lambda i, fu=fusion, fi=filters: rank(snap, texts[i], q[i], top_k=10, fusion=fu, filters=fi), nq)
         hits, lat = _timed(
             lambda i, fu=fusion, fi=filters: rank(snap, texts[i], q[i], top_k=10, fusion=fu, filters=fi), nq
         )
@@ -308,13 +308,22 @@ def search_rows(snap: Any, q: np.ndarray, texts: list[str], truth: np.ndarray, b
     return rows
 
 
-def ef_sweep(snap: Any, q: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
-    """pgvector HNSW at several ``hnsw.ef_search`` (the snapshot sets it to the candidates asked
-    for, unfiltered): recall@10 and latency of the dense search."""
+def ef_sweep(url: str, q: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
+    """pgvector HNSW at several ``hnsw.ef_search`` (``pg_hnsw_ef_search``): recall@10 and
+    latency of the dense search (warm: each after one untimed pass)."""
+    from rag.store.postgres import PgReader
+
     rows = []
     for ef in EF_SWEEP:
-        snap.rank("", q[0], 10, None, "dense", 0.2, ef)
-        hits, lat = _timed(lambda i, ef=ef: snap.rank("", q[i], 10, None, "dense", 0.2, ef), len(q))
+        reader = PgReader(url, exact_below=0, ef_search=ef)
+        snap = reader.snapshot()
+        search = snap.rank
+
+        def one(i: int, search: Any = search) -> Any:
+            return search("", q[i], 10, None, "dense")
+
+        _timed(one, len(q))  # warm
+        hits, lat = _timed(one, len(q))
         rows.append(
             {
                 "backend": "postgres",
@@ -325,6 +334,7 @@ def ef_sweep(snap: Any, q: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]
                 "plan": snap.last_dense_plan,
             }
         )
+        reader.close()
     return rows
 
 
@@ -359,7 +369,8 @@ def replica_main(backend: str, where: str, dim: int, queries: int) -> None:
     if backend == "embedded":
         snap: Any = open_snapshot(Path(where))
     else:
-        reader = PgReader(where, exact_below=Settings().index_auto_threshold)
+        settings = Settings()
+        reader = PgReader(where, exact_below=settings.index_auto_threshold, ef_search=settings.pg_hnsw_ef_search)
         snap = reader.snapshot()
     opened = _rss_mb()
     for i in range(queries):
@@ -410,13 +421,12 @@ def measure(n: int, args: argparse.Namespace, server: Server, url: str, folder: 
     out["embedded_index"] = index_type_of(snap.vectors)
     rows = search_rows(snap, q, texts, truth, "embedded (FAISS)")
     snap.close()
-    reader = PgReader(url, exact_below=Settings().index_auto_threshold)
+    settings = Settings()
+    reader = PgReader(url, exact_below=settings.index_auto_threshold, ef_search=settings.pg_hnsw_ef_search)
     psnap = reader.snapshot()
     rows += search_rows(psnap, q, texts, truth, "postgres (pgvector)")
     reader.close()
-    hnsw = PgReader(url, exact_below=0)  # the sweep: HNSW at every size
-    rows += ef_sweep(hnsw.snapshot(), q, truth)
-    hnsw.close()
+    rows += ef_sweep(url, q, truth)  # HNSW at every size
     out["search"] = rows
 
     out["memory"] = {
@@ -467,7 +477,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"`python -m eval.pg_benchmark` — {report['meta']['cpu']}; {report['meta'].get('postgres', '')}. "
         "Synthetic clustered vectors (dim "
         f"{report['meta']['dim']}), texts of 80 demo-corpus words, documents of {PER_DOC} chunks; "
-        "search one query at a time through `rag.retrieve.rank` (FAISS 1 thread), "
+        "search one query at a time through `rag.retrieve.rank` (FAISS 1 thread), each timed pass after an untimed "
+        "one (warm caches), "
         f"{report['meta']['queries']} query vectors near the data; the lexical side of hybrid search: the demo "
         "gold questions.",
         "",

@@ -33,7 +33,12 @@ def open_reader(settings: Any, check_interval: float = 1.0) -> Any:
         return IndexReader(settings.index_dir, check_interval=check_interval)
     from .postgres import PgReader
 
-    return PgReader(url, check_interval=check_interval, exact_below=settings.index_auto_threshold)
+    return PgReader(
+        url,
+        check_interval=check_interval,
+        exact_below=settings.index_auto_threshold,
+        ef_search=settings.pg_hnsw_ef_search,
+    )
 
 
 def index_present(settings: Any) -> bool:
