@@ -43,9 +43,10 @@ An index or data folder that already holds state is only replaced with ``force``
 
 **PostgreSQL** (``database_url`` set, deploy/README.md): the index and the API keys, feedback,
 audit log and rate-limit counters live in the database (service/pgstate.py), not in the files
-above, and this backup does not cover them: back the database up with PostgreSQL's own tools
-(``pg_dump``, or the council's usual base backups / PITR). ``data_dir`` then holds only the
-link secret and the uploads.
+above, so ``backup`` and ``restore`` refuse to run (the archive would hold stale SQLite files, a
+restore would be ignored): back the database up with PostgreSQL's own tools (``pg_dump``, or
+the council's usual base backups / PITR). ``data_dir`` then holds only the link secret and the
+uploads.
 
 Uploaded documents are recorded in the index with their absolute path; restored into a
 ``data_dir`` at another path, the viewer cannot offer their original file for download (the
@@ -247,6 +248,18 @@ def _has_files(folder: Path) -> bool:
 # --------------------------------------------------------------------------- backup
 
 
+def _refuse_postgres(settings: Any, what: str) -> None:
+    """With ``database_url`` set the index, keys, feedback and audit log live in PostgreSQL:
+    an archive of the index folder and the SQLite files would be stale (or, restored, ignored)."""
+    from rag.store import database_url
+
+    if database_url(settings):
+        raise BackupError(
+            f"cannot {what}: the index and the service's state are in PostgreSQL (VRAAGBAAK_DATABASE_URL); "
+            "use the database's own backups (pg_dump, or your DBA's base backups)"
+        )
+
+
 def backup(settings: Any, cfg: Any, dest: Path, lock_timeout: float = 600.0) -> BackupReport:
     """Write the service's state (see the module docstring) to one archive at ``dest``.
 
@@ -254,6 +267,7 @@ def backup(settings: Any, cfg: Any, dest: Path, lock_timeout: float = 600.0) -> 
     :class:`service.config.ServiceSettings` (``data_dir``). ``dest`` may be an existing
     folder: the archive is then named ``vraagbaak-backup-<UTC time>.tar.gz`` inside it.
     """
+    _refuse_postgres(settings, "back up")
     started = time.monotonic()
     index_dir = Path(settings.index_dir).expanduser()
     data_dir = cfg.resolve_data_dir()
@@ -542,6 +556,7 @@ def restore(settings: Any, cfg: Any, src: Path, force: bool = False, lock_timeou
     """Restore an archive written by :func:`backup` into ``settings.index_dir`` and
     ``cfg.data_dir`` (see the module docstring). Raises :class:`DamagedArchiveError` (nothing
     changed), :class:`TargetNotEmptyError` (without ``force``) or :class:`BackupError`."""
+    _refuse_postgres(settings, "restore")
     started = time.monotonic()
     src = Path(src).expanduser()
     index_dir = Path(settings.index_dir).expanduser()

@@ -298,4 +298,10 @@ def test_cli_backup_and_restore(source, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "damaged" in r.output and "Traceback" not in r.output
     r = runner.invoke(cli_app, ["backup", str(tmp_path / "x.tar.gz"), "--index-dir", str(tmp_path / "none")])
     assert r.exit_code == 1 and "no index" in r.output
+    # with the PostgreSQL backend configured, the archive would hold stale SQLite state: refused
+    monkeypatch.setenv("VRAAGBAAK_DATABASE_URL", "postgresql://vb@127.0.0.1:1/vb")
+    for args in (["backup", str(tmp_path / "y.tar.gz"), *src], ["restore", str(path), "--force", *dst]):
+        r = runner.invoke(cli_app, args)
+        assert r.exit_code == 1 and "pg_dump" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "y.tar.gz").exists()
     assert os.listdir(tmp_path / "new" / "data")
