@@ -53,6 +53,7 @@ import numpy as np
 from rag.index import VectorIndexConfig, index_type_of, open_snapshot, write_index
 from rag.retrieve import Filters, rank
 from rag.settings import Settings
+from rag.store import open_reader
 from rag.types import Chunk, Document, Section
 
 from .ann_benchmark import MixtureData, ground_truth
@@ -360,7 +361,7 @@ def _rss_mb() -> float:
 def replica_main(backend: str, where: str, dim: int, queries: int) -> None:
     import faiss
 
-    from rag.store.postgres import PgReader
+    import rag.store.postgres  # noqa: F401  (the code is loaded before the baseline: only the index is counted)
 
     faiss.omp_set_num_threads(1)
     texts = question_texts(queries)
@@ -368,10 +369,8 @@ def replica_main(backend: str, where: str, dim: int, queries: int) -> None:
     before = _rss_mb()
     if backend == "embedded":
         snap: Any = open_snapshot(Path(where))
-    else:
-        settings = Settings()
-        reader = PgReader(where, exact_below=settings.index_auto_threshold, ef_search=settings.pg_hnsw_ef_search)
-        snap = reader.snapshot()
+    else:  # the service's reader, as the settings configure it
+        snap = open_reader(Settings(database_url=where)).snapshot()
     opened = _rss_mb()
     for i in range(queries):
         rank(snap, texts[i], q[i], top_k=10, fusion="score")
@@ -408,7 +407,7 @@ def _dir_mb(folder: Path) -> float:
 def measure(n: int, args: argparse.Namespace, server: Server, url: str, folder: Path) -> dict[str, Any]:
     import faiss
 
-    from rag.store.postgres import PgReader, pg_writer
+    from rag.store.postgres import pg_writer
 
     faiss.omp_set_num_threads(Settings().search_threads)
     data = MixtureData(args.dim, N_CLUSTERS, seed=0)
@@ -421,8 +420,7 @@ def measure(n: int, args: argparse.Namespace, server: Server, url: str, folder: 
     out["embedded_index"] = index_type_of(snap.vectors)
     rows = search_rows(snap, q, texts, truth, "embedded (FAISS)")
     snap.close()
-    settings = Settings()
-    reader = PgReader(url, exact_below=settings.index_auto_threshold, ef_search=settings.pg_hnsw_ef_search)
+    reader = open_reader(Settings(database_url=url))  # the service's reader, as the settings configure it
     psnap = reader.snapshot()
     rows += search_rows(psnap, q, texts, truth, "postgres (pgvector)")
     reader.close()
@@ -436,8 +434,7 @@ def measure(n: int, args: argparse.Namespace, server: Server, url: str, folder: 
     }
     out["disk"] = {"embedded_generation_mb": _dir_mb(folder / snap.name), **_db_sizes(url)}
 
-    settings = Settings()
-    config = VectorIndexConfig.from_settings(settings)
+    config = VectorIndexConfig.from_settings(Settings())
 
     def embedded_write(doc: Document, chunks: list[Chunk], v: np.ndarray) -> None:
         with write_index(folder, EMBEDDER, args.dim, vector_config=config, keep_generations=1) as w:
