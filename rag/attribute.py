@@ -16,23 +16,16 @@ Everything here is deterministic and needs no model.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .text.markers import markers_in, strip_markers
 from .text.meaning import meaning_differs
+from .text.names import names_in
 from .text.numbers import numbers_in
 from .text.sentences import split_sentences
 from .text.tokens import tokenize
 from .types import Passage
-
-# a capitalised word that is not at the start of a sentence: a likely name
-_NAME = re.compile(r"(?<=[\w,;:)] )([A-ZÀ-Ý][\w'’-]*[a-zà-ÿ][\w'’-]*)")
-
-
-def names_in(text: str) -> set[str]:
-    return {m.group(1).lower() for m in _NAME.finditer(text)}
 
 
 @dataclass

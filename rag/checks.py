@@ -30,6 +30,7 @@ from .language import detect_language
 from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion, states_expansion
 from .text.idf import IdfFn, uniform_idf
 from .text.markers import MARKER, markers_in, strip_markers
+from .text.names import names_in
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
 from .units import LIST_ITEM, asks_for_a_list, enumerations
@@ -299,7 +300,7 @@ class PartsCheck:
             if kind is None or text is None:
                 continue
             if kind == "who":
-                gives = proper_names(text) - proper_names(q.question)
+                gives = names_in(text, all_caps=True) - names_in(q.question, all_caps=True)
                 if not gives or any(re.search(rf"\b{re.escape(n)}\b", said, re.I) for n in gives):
                     continue
             else:
@@ -317,14 +318,6 @@ class PartsCheck:
 
 
 # a capitalised word (or one in capitals) that does not open the sentence: a likely name
-_PROPER = re.compile(r"(?<=[\w,;:)] )([A-ZÀ-Ý][\w'’-]*)")
-
-
-def proper_names(text: str) -> set[str]:
-    """The likely names in ``text`` ("WIJ Groningen", "Humanitas", "RUG"), lower-cased."""
-    return {m.group(1).lower() for m in _PROPER.finditer(text)}
-
-
 def _norm(text: str) -> str:
     return " ".join(_WORDS.findall(text.lower()))
 

@@ -105,3 +105,16 @@ def test_a_question_about_a_letter_field_gets_the_field_not_the_block():
     letter = Passage(1, f"{head} {closing}", "Raadsbrief")
     q = "Wie is de steller van de brief over de motie preventie?"
     assert best_quote(q, rank_evidence(q, [letter]), 0.3, None, [letter]).text == "Steller Alfons Boer"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_names_are_capitalised_words_that_do_not_open_a_sentence():
+    from rag.text.names import names_in
+
+    text = "Het college vraagt Humanitas en WIJ Groningen om hulp; de RUG doet onderzoek."
+    assert names_in(text) == {"humanitas", "groningen"}  # "Het" opens the sentence; WIJ, RUG are capitals only
+    assert names_in(text, all_caps=True) == {"humanitas", "wij", "groningen", "rug"}
+    assert names_in("Vinkhuizen") == set()  # the first word of a text
+    assert names_in("Opvang in: Vinkhuizen") == {"vinkhuizen"}  # after a colon
