@@ -42,7 +42,7 @@ from .settings import Settings
 from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion
 from .text.idf import IdfFn, uniform_idf
 from .text.sentences import split_sentences
-from .types import Chunk, Hit, Passage
+from .types import Chunk, Hit, Passage, Question
 from .units import expand_hits
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -62,7 +62,7 @@ class Context:
     hits: list[Hit]
     passages: list[Passage]
     messages: list[dict[str, str]]
-    question: str = ""
+    question: Question = Question("")
     # the passages' sentences ranked against the question, once per question (focus and quote)
     evidence: list[Evidence] | None = None
     # each part of a two-part question with its best sentence, once per question (focus and checks)
@@ -70,7 +70,7 @@ class Context:
 
 
 def build_context(
-    question: str,
+    question: Question | str,
     hits: Sequence[Hit],
     prompts: PromptSet,
     count_tokens: Callable[[str], int],
@@ -78,6 +78,7 @@ def build_context(
 ) -> Context:
     """Number the passages and fit them into the token budget (best first; a passage that
     does not fit is cut at a sentence boundary, the rest is left out)."""
+    question = Question.of(question)
     chosen: list[Hit] = []
     passages: list[Passage] = []
     used = 0
@@ -103,11 +104,12 @@ def build_context(
     )
 
 
-def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: str) -> list[dict[str, str]]:
+def chat_messages(prompts: PromptSet, passages: Sequence[Passage], question: Question | str) -> list[dict[str, str]]:
     """System prompt and few-shot examples first (fixed, so their KV cache is reused), then
-    the numbered passages and the question."""
-    dutch = detect_language(primary_question(question)) in ("nl", None)
-    user = prompts.context([p.__dict__ for p in passages], question, dutch=dutch)
+    the numbered passages and the question (with the earlier one a follow-up leans on)."""
+    question = Question.of(question)
+    dutch = detect_language(question.text) in ("nl", None)
+    user = prompts.context([p.__dict__ for p in passages], question.with_earlier, dutch=dutch)
     return [
         {"role": "system", "content": prompts.system()},
         *prompts.few_shot_messages(),
@@ -128,13 +130,13 @@ def focus_context(
     (with the sentences that belong to the best one, up to ``unit_chars``). With ``meaning``, a
     question that is not in Dutch, or whose words no sentence covers ``meaning_below`` of, has
     the sentences ranked by meaning too (the embedder's similarity)."""
-    evidence = rank_evidence(ctx.question, ctx.passages, idf)
+    evidence = rank_evidence(ctx.question.with_earlier, ctx.passages, idf)
     if meaning is not None and (
-        weak_words(evidence, meaning_below) or detect_language(primary_question(ctx.question)) not in ("nl", None)
+        weak_words(evidence, meaning_below) or detect_language(ctx.question.text) not in ("nl", None)
     ):
-        evidence = rank_by_meaning(primary_question(ctx.question), evidence, meaning)
+        evidence = rank_by_meaning(ctx.question.text, evidence, meaning)
     # a two-part question: the sentence that answers each part stays in view too
-    parts = part_evidence(primary_question(ctx.question), ctx.passages, idf)
+    parts = part_evidence(ctx.question.text, ctx.passages, idf)
     also: dict[int, list[int]] = {}
     for _, e in parts:
         also.setdefault(e.marker, []).append(e.position)
@@ -159,14 +161,6 @@ def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> 
     return out or text[: room * 3]
 
 
-_EARLIER = " (Eerdere vraag: "
-
-
-def primary_question(standalone: str) -> str:
-    """The question itself, without the earlier question a follow-up may carry."""
-    return standalone.split(_EARLIER, 1)[0]
-
-
 def is_rewrite(text: str, question: str) -> bool:
     """Is ``text`` a usable standalone rewrite of ``question``: one question (it asks
     something), not the follow-up itself, not an essay?"""
@@ -177,12 +171,12 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
-def names_asked_abbreviation(question: str, hits: Sequence[Hit]) -> bool:
+def names_asked_abbreviation(question: Question, hits: Sequence[Hit]) -> bool:
     """Does a retrieved passage name the abbreviation the question asks about ("Waar staat SES
     voor?")? A question of a few letters embeds poorly (its dense score stays under the refusal
     threshold, in English all the more), but a passage that names it may define it; if none
     does, the expansion check and the quote refuse all the same."""
-    short = asked_abbreviation(primary_question(question))
+    short = asked_abbreviation(question.text)
     return short is not None and any(re.search(rf"\b{re.escape(short)}\b", h.text) for h in hits)
 
 
@@ -272,7 +266,7 @@ class Pipeline:
             used += cost
         return out
 
-    def condense(self, question: str, history: Sequence[Turn]) -> str:
+    def condense(self, question: str, history: Sequence[Turn]) -> Question:
         """Rewrite a follow-up into a standalone question (one short LLM call)."""
         prompt = self.prompts.condense([t.model_dump() for t in history], question)
         params = GenerationParams(max_tokens=64, temperature=0.0, stop=["\n"])
@@ -283,19 +277,19 @@ class Pipeline:
             # follow-up: search and answer with the follow-up first and the previous
             # question beside it, so the model answers the follow-up, not the old question
             last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-            return f"{question}{_EARLIER}{last_user})" if last_user else question
-        return text
+            return Question(question, earlier=last_user)
+        return Question(text)
 
-    def search(self, standalone: str, top_k: int, filters: Filters | None) -> SearchResult:
+    def search(self, standalone: Question | str, top_k: int, filters: Filters | None) -> SearchResult:
         """Retrieve for the (standalone) question. A follow-up that could not be rewritten
         is searched twice, alone and with its earlier question, and the best passages of
         both are kept: "En voor jeugdhulp?" needs the earlier question, "Was dat
         unaniem?" cannot do without it."""
-        result = self.retriever.search(standalone, top_k=top_k, filters=filters)
-        followup = primary_question(standalone)
-        if followup == standalone:
+        standalone = Question.of(standalone)
+        result = self.retriever.search(standalone.with_earlier, top_k=top_k, filters=filters)
+        if not standalone.earlier:
             return result
-        alone = self.retriever.search(followup, top_k=top_k, filters=filters)
+        alone = self.retriever.search(standalone.text, top_k=top_k, filters=filters)
         best: dict[int, Hit] = {}
         for h in [*result.hits, *alone.hits]:
             if h.chunk_id not in best or h.score > best[h.chunk_id].score:
@@ -303,13 +297,15 @@ class Pipeline:
         hits = sorted(best.values(), key=lambda h: -h.score)[:top_k]
         for r, h in enumerate(hits, start=1):
             h.rank = r
-        return SearchResult(query=standalone, hits=hits, timings=result.timings, generation=result.generation)
+        return SearchResult(
+            query=standalone.with_earlier, hits=hits, timings=result.timings, generation=result.generation
+        )
 
-    def definition_first(self, result: SearchResult, question: str, filters: Filters | None) -> SearchResult:
+    def definition_first(self, result: SearchResult, question: Question, filters: Filters | None) -> SearchResult:
         """'Waar staat SES voor?': when no retrieved passage defines the abbreviation the question
         asks about, the passage that does (found by its letters, BM25 under the same filters)
         comes first. Dense search ranks a few capitals poorly, in English all the more."""
-        short = asked_abbreviation(primary_question(question))
+        short = asked_abbreviation(question.text)
         if short is None or any(find_expansion(short, h.text) for h in result.hits):
             return result
         lexical = self.retriever.search(short, top_k=self.settings.candidates, filters=filters, fusion="bm25")
@@ -340,7 +336,7 @@ class Pipeline:
         asked = guard.question if guard.injection else question
         if guard.injection:
             log.info("guard: %d clause(s) taken out of the question (%s)", len(guard.removed), ", ".join(guard.kinds))
-        standalone = asked
+        standalone = Question(asked)
 
         given: list[Citation] = []  # the sources the model was given
 
@@ -357,7 +353,7 @@ class Pipeline:
                     timings=timings,
                     model=self.model_info,
                     question=question,
-                    standalone_question=standalone if standalone != question else None,
+                    standalone_question=standalone.with_earlier if standalone.with_earlier != question else None,
                     refusal_reason=reason,
                     language=detect_language(text),
                     index_generation=generation,
@@ -369,10 +365,10 @@ class Pipeline:
             yield done(self.prompts.refusal, True, [], "injection")
             return
         turns = self.bounded_history(history)
-        standalone = self.condense(asked, turns) if turns else asked
+        standalone = self.condense(asked, turns) if turns else Question(asked)
 
         k = top_k or s.answer_top_k
-        by_year = reorders(primary_question(standalone), s.year_margin, s.recency_margin)
+        by_year = reorders(standalone.text, s.year_margin, s.recency_margin)
         result = self.search(standalone, 3 * k if by_year else k, filters)
         result = self.definition_first(result, standalone, filters)
         generation = result.generation or None
@@ -385,7 +381,7 @@ class Pipeline:
             return
 
         if by_year:
-            result.hits = order_by_year(result.hits, primary_question(standalone), k, s.year_margin, s.recency_margin)
+            result.hits = order_by_year(result.hits, standalone.text, k, s.year_margin, s.recency_margin)
         hits = self.whole_units(result)
         ctx = build_context(standalone, hits, self.prompts, self.llm.count_tokens, s.context_tokens)
         if s.focus_sentences > 0:
@@ -474,7 +470,7 @@ class Pipeline:
         sentence is quoted instead (``quote_min_coverage``)."""
         refusal = self.prompts.refusal
         question = CheckedQuestion(
-            question=primary_question(ctx.question),
+            question=ctx.question.text,
             passages=ctx.passages,
             refusal=refusal,
             system_prompt=self.prompts.system(),
@@ -501,7 +497,7 @@ class Pipeline:
         covers enough of the question (then the caller refuses)."""
         if self.settings.quote_min_coverage <= 0:
             return None
-        if short := asked_abbreviation(primary_question(ctx.question)):
+        if short := asked_abbreviation(ctx.question.text):
             # "Waar staat GON voor?": the long form a passage defines, or nothing (a sentence
             # that merely uses the abbreviation does not say what it stands for)
             found = expansion_in(short, ctx.passages)
@@ -510,18 +506,20 @@ class Pipeline:
             return quoted(
                 done(f"{expansion_sentence(short, found[1])} [1].", False, self.citations(ctx, [found[0]])), reason
             )
-        kind = kind or expected_kind(primary_question(ctx.question))
-        evidence = ctx.evidence if ctx.evidence is not None else rank_evidence(ctx.question, ctx.passages, self.idf())
+        kind = kind or expected_kind(ctx.question.text)
+        evidence = (
+            ctx.evidence
+            if ctx.evidence is not None
+            else rank_evidence(ctx.question.with_earlier, ctx.passages, self.idf())
+        )
         best = best_quote(
-            ctx.question,
+            ctx.question.with_earlier,
             evidence,
             self.settings.quote_min_coverage,
             kind,
             ctx.passages,
             self.settings.unit_max_chars,
-            accept=self.means_the_question(primary_question(ctx.question))
-            if self.settings.quote_min_similarity > 0
-            else None,
+            accept=self.means_the_question(ctx.question.text) if self.settings.quote_min_similarity > 0 else None,
         )
         if best is None:
             return None

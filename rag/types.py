@@ -126,3 +126,27 @@ class Passage:
     @property
     def full_text(self) -> str:
         return f"{self.title}\n{self.section}\n{self.text}"
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the pipeline answers, after the guard and the condense step.
+
+    ``text`` is the question itself: the user's words (less any clause that addressed the
+    assistant) or the condensed rewrite of a follow-up. ``earlier`` is the previous question a
+    follow-up leans on when it could not be rewritten into one that stands alone ("Was dat
+    unaniem?"): search and the model see both (``with_earlier``); the answer checks, the answer
+    kind and the quote gate look at ``text`` alone."""
+
+    text: str
+    earlier: str = ""
+
+    @classmethod
+    def of(cls, question: Question | str) -> Question:
+        """A plain string is a question that stands alone."""
+        return cls(question) if isinstance(question, str) else question
+
+    @property
+    def with_earlier(self) -> str:
+        """The question as searched and shown to the model: "Was dat unaniem? (Eerdere vraag: …)"."""
+        return f"{self.text} (Eerdere vraag: {self.earlier})" if self.earlier else self.text

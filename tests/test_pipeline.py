@@ -415,3 +415,13 @@ def test_the_definition_search_keeps_to_the_callers_access(tmp_path, settings, h
     assert all("GebiedsOndersteunend" not in m["content"] for m in llm.calls[0])
     b = pipeline.ask("Waar staat GON voor?", filters=Filters(groups=["directie"]))
     assert b.answer == "GON staat voor GebiedsOndersteunend Netwerk [1]."
+
+
+def test_a_follow_up_that_leans_on_its_earlier_question_is_a_typed_question():
+    from rag.types import Question
+
+    q = Question("Was dat unaniem?", earlier="Hoeveel extra plekken krijgt de nachtopvang?")
+    assert q.with_earlier == "Was dat unaniem? (Eerdere vraag: Hoeveel extra plekken krijgt de nachtopvang?)"
+    assert q.text == "Was dat unaniem?"  # what the checks, the answer kind and the quote gate read
+    assert Question.of("Wat kost het?") == Question("Wat kost het?") and Question.of(q) is q
+    assert Question("Wat kost het?").with_earlier == "Wat kost het?"
