@@ -73,6 +73,15 @@ _RECURRING = re.compile(
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|daily|weekly|monthly|yearly|annually)\b",
     re.IGNORECASE,
 )
+# an answer that says what the number, amount or moment depends on answers the question as the
+# documents can ("Hoe hoog de EPV is, hangt af van de isolatie van uw woning", "Het tarief verschilt
+# per gemeente"); a bare "afhankelijk van" is left out: it is as often about people ("gezinnen die
+# afhankelijk zijn van de voedselbank") as about a value
+_DEPENDS = re.compile(
+    r"\bhang(?:t|en)\b(?:\s+[\w-]+){0,3}?\s+af\b|\b(?:verschil|varieer|variëer)\w*\s+per\b|"
+    r"\b(?:wordt|worden) bepaald door\b|\b(?:it )?depends on\b|\bvar(?:y|ies) (?:by|per|with)\b",
+    re.IGNORECASE,
+)
 _MONTH = re.compile(
     r"\b(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
     r"voorjaar|najaar|zomer|winter)\b",
@@ -263,8 +272,11 @@ def expected_kind(question: str) -> str | None:
 
 
 def answers_kind(text: str, kind: str | None) -> bool:
-    """Does ``text`` contain the kind of answer the question asks for?"""
+    """Does ``text`` contain the kind of answer the question asks for? Saying what it depends on
+    counts: that is the answer where the documents give no single value."""
     if kind is None:
+        return True
+    if _DEPENDS.search(text):
         return True
     if kind == "date":
         return bool(_DIGIT.search(text) or _MONTH.search(text) or _RECURRING.search(text))

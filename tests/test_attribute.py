@@ -2,6 +2,7 @@
 
 from rag.attribute import attribute
 from rag.text.markers import markers_in, strip_markers
+from rag.text.meaning import meaning_differs
 from rag.text.numbers import normalise_number, numbers_in
 from rag.types import Passage
 
@@ -161,3 +162,17 @@ def test_a_dropped_or_added_negation_or_a_changed_modality_is_not_supported():
 def test_a_negation_inside_a_name_negates_nothing():
     passages = [Passage(1, "Voor leerlingen zonder school is er het programma GOTU (Geen Onderwijs Toch Uitdaging).")]
     assert attribute("GOTU is een programma voor leerlingen zonder school [1].", passages).supported
+
+
+def test_a_no_of_its_own_is_not_supported_by_a_passage_that_negates_nothing():
+    passages = [
+        Passage(1, "U mag een vakantiewoning verhuren als u een vergunning heeft.", "Verhuur"),
+        Passage(2, "Voor een tweede woning of vakantiewoning wordt geen kwijtschelding verleend.", "Kwijtschelding"),
+    ]
+    assert not attribute("Nee, u mag een vakantiewoning verhuren als u een vergunning heeft [1].", passages).supported
+    assert "nee" in meaning_differs("Nee, u mag verhuren.", "U mag verhuren als u een vergunning heeft.")
+    # a no that the passage says itself stands
+    assert attribute("Nee, voor een vakantiewoning wordt geen kwijtschelding verleend [2].", passages).supported
+    assert attribute("Ja, u mag een vakantiewoning verhuren als u een vergunning heeft [1].", passages).supported
+    # "Nee" inside a sentence is no answer of its own ("Neem contact op …" neither)
+    assert attribute("Neem een vergunning als u een vakantiewoning wilt verhuren [1].", passages).supported

@@ -262,3 +262,18 @@ def test_a_year_is_no_count():
     assert answers_kind("De locatie heeft 2.000 plekken.", "number")
     assert answers_kind("In 2024 is gewerkt aan twee locaties.", "number")
     assert answers_kind("Sinds 2015.", "date")
+
+
+def test_an_answer_that_says_what_the_value_depends_on_answers_the_kind():
+    # the FAQ's own answer to "Hoe hoog is de maximale EPV van mijn huurwoning?" has no number
+    epv = "Hoe hoog de EPV is die u aan uw verhuurder betaalt, hangt af van de isolatie van uw woning."
+    assert answers_kind(epv, "number") and answers_kind(epv, "amount")
+    assert answers_kind("Dat hangt ervan af of u een vergunning heeft.", "date")
+    assert answers_kind("Het tarief verschilt per gemeente.", "amount")
+    assert answers_kind("De hoogte wordt bepaald door uw inkomen.", "amount")
+    assert answers_kind("It depends on your income.", "amount")
+    # ordinary sentences that merely resemble it do not count
+    assert not answers_kind("Veel gezinnen zijn afhankelijk van de voedselbank.", "number")
+    assert not answers_kind("De gemeente hangt een vlag op.", "number")
+    assert not answers_kind("Er is een verschil tussen de wijken.", "number")
+    assert not answers_kind("De opvang wordt gerund door Humanitas.", "date")

@@ -12,7 +12,9 @@ sentence it rests on:
   source sentence ("…, maar niet de reiskosten") does not count when the answer does not
   restate that phrase;
 * **modality**: the answer says "moet/verplicht" where the source only has "kan/mag", or the
-  other way round.
+  other way round;
+* **a "nee" of its own**: the answer opens with "Nee" (a yes/no question answered no) while the
+  source sentence negates nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .tokens import tokenize
 
 NEGATIONS = frozenset({"niet", "geen", "nooit", "niets", "nergens", "noch", "tenzij", "zonder", "not", "no", "never"})
 _WORDS = re.compile(r"[^\W\d_]+|\d+", re.UNICODE)
+_NO = re.compile(r"^\W*(?:nee|no)\b", re.IGNORECASE)
 _WINDOW = 4  # content words after a negation that make up the negated phrase
 
 MUST = frozenset({"moet", "moeten", "moest", "moesten", "verplicht", "verplichte", "dient", "dienen", "must"})
@@ -69,6 +72,8 @@ def meaning_differs(answer: str, source: str) -> str | None:
     if _restated_without_negation(answer, source):
         return "adds a negation the passage does not have"
     a, s = set(_words(answer)), set(_words(source))
+    if _NO.match(answer) and not s & NEGATIONS:
+        return "answers 'nee' where the passage negates nothing"
     if a & MUST and not s & MUST and s & MAY:
         return "says 'must' where the passage says 'can/may'"
     if a & MAY and not s & MAY and s & MUST:
