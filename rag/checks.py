@@ -28,9 +28,11 @@ from .attribute import attribute
 from .evidence import Evidence, answers_kind, expected_kind, kind_values, part_evidence, part_kind
 from .language import detect_language
 from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion, states_expansion
+from .text.boilerplate import asks_about_the_letter, asks_for_a_signed_role, content_of
 from .text.idf import IdfFn, uniform_idf
 from .text.markers import MARKER, markers_in, strip_markers
 from .text.names import names_in
+from .text.sentences import split_sentences
 from .text.tokens import novel_terms, tokenize
 from .types import Passage
 from .units import LIST_ITEM, asks_for_a_list, enumerations
@@ -50,6 +52,7 @@ class RefusalReason(StrEnum):
     MISSING_AMOUNT = "missing_amount"
     MISSING_DATE = "missing_date"
     RESTATES_QUESTION = "restates_question"
+    LETTER_FURNITURE = "letter_furniture"
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -225,6 +228,47 @@ class AttributionCheck:
 
 
 @dataclass
+class FurnitureCheck:
+    """An answer whose every sentence rests on a letter's head, reference block or signature
+    rather than on what the passage says ("De leden van de raad van de gemeente Groningen [1]." —
+    the addressee — asked for a bulky-waste day) is cited but answers nothing; it is refused
+    (a passage sentence may be quoted instead) unless the question asks about the letter itself
+    (its steller, addressee, date, reference, signatories: rag/text/boilerplate.py) or for a role
+    its signature block names ("Wie is de burgemeester?")."""
+
+    threshold: float = 0.5
+    name: str = "furniture"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if asks_about_the_letter(q.question):
+            return Keep()
+        by_marker = {p.marker: p for p in q.passages}
+        # after attribution the text's [n] is the n-th cited passage; before it, the passage's own
+        cited = draft.markers
+        on_furniture = False
+        for raw in split_sentences(draft.text):
+            words = set(tokenize(strip_markers(raw)))
+            numbers = markers_in(raw)
+            sources = [cited[n - 1] if cited is not None and 0 < n <= len(cited) else n for n in numbers]
+            passages = [by_marker[m] for m in sources if m in by_marker]
+            if not words or not passages:
+                return Keep()  # not this check's business (attribution decides on unsourced text)
+            if any(asks_for_a_signed_role(q.question, p.text) for p in passages):
+                return Keep()  # "Wie is de burgemeester?": the signature block names them
+            content = set(tokenize(" ".join(f"{p.title} {p.section}" for p in passages)))
+            whole = set(content)
+            for p in passages:
+                for sentence in split_sentences(p.text):
+                    whole |= set(tokenize(sentence))
+                    if kept := content_of(sentence):
+                        content |= set(tokenize(kept))
+            if len(words & content) >= self.threshold * len(words):
+                return Keep()  # this sentence rests on what a passage says
+            on_furniture = on_furniture or len(words & whole) >= self.threshold * len(words)
+        return Refuse(RefusalReason.LETTER_FURNITURE, quotable=True) if on_furniture else Keep()
+
+
+@dataclass
 class AnswerKindCheck:
     """The question asks for a number, an amount or a date and the answer holds none: it does not
     answer the question."""
@@ -366,6 +410,7 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "model_declined": lambda s: DeclinedCheck(),
     "language": lambda s: LanguageCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
+    "furniture": lambda s: FurnitureCheck(threshold=s.attribution_threshold),
     "expansion": lambda s: ExpansionCheck(threshold=s.attribution_threshold),
     "parts": lambda s: PartsCheck(threshold=s.attribution_threshold),
     "list_complete": lambda s: ListCheck(),

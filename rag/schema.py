@@ -77,7 +77,8 @@ class Answer(BaseModel):
         None,
         description="no_relevant_passages | model_declined | unsupported | not_dutch | injection | "
         "missing_number | missing_amount | missing_date (the answer lacked what the question asks for) | "
-        "restates_question (the answer added nothing to the question's own words)",
+        "restates_question (the answer added nothing to the question's own words) | "
+        "letter_furniture (the answer rested on a letter's head or signature block only)",
     )
     language: str | None = None
     quoted: bool = Field(
@@ -87,7 +88,7 @@ class Answer(BaseModel):
     quote_reason: str | None = Field(
         None,
         description="Why the model's answer was replaced by a quote: model_declined | unsupported | not_dutch | "
-        "missing_number | missing_amount | missing_date | restates_question",
+        "missing_number | missing_amount | missing_date | restates_question | letter_furniture",
     )
     index_generation: str | None = Field(
         None, description="The index generation that answered (e.g. gen-000007); replicas may differ briefly"

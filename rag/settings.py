@@ -71,6 +71,7 @@ AnswerCheckName = Literal[
     "model_declined",
     "language",
     "attribution",
+    "furniture",
     "expansion",
     "parts",
     "list_complete",

