@@ -212,6 +212,29 @@ class LanguageCheck:
         return Refuse(RefusalReason.NOT_DUTCH)
 
 
+# "Ja, …" / "Nee, …" opening an answer sentence: the verdict on a yes/no question
+_POLARITY = re.compile(r"(^|(?<=[.!?]\s))(?:ja|nee|yes|no)(?:\s*[,.!:;]\s*|\s+[–-]\s+|\s+(?=\[))(\w?)", re.IGNORECASE)
+
+
+@dataclass
+class PolarityCheck:
+    """A "Ja," or "Nee," that opens an answer sentence is taken off; the sentence after it stays.
+    The small model's verdict on a yes/no question is its least reliable word (on the FAQ tune
+    split 5 of 20 were the opposite of the passage: "Ja, de AIVD en MIVD richten zich op …" asked
+    whether illegal downloading brings them after you), and no overlap measure can check it; what
+    the passage says, cited, answers the question without it."""
+
+    name: str = "polarity"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        text = _POLARITY.sub(lambda m: m[1] + m[2].upper(), draft.text).strip()
+        if text == draft.text:
+            return Keep()
+        if not strip_markers(text).strip(" .!?"):
+            return Refuse(RefusalReason.UNSUPPORTED, quotable=True)  # "Ja [1]." and nothing else
+        return Replace(text, draft.markers)
+
+
 @dataclass
 class AttributionCheck:
     """Every answer sentence checked against the passages (rag/attribute.py): markers validated,
@@ -409,6 +432,7 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "prompt_leak": lambda s: PromptLeakCheck(),
     "model_declined": lambda s: DeclinedCheck(),
     "language": lambda s: LanguageCheck(),
+    "polarity": lambda s: PolarityCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
     "furniture": lambda s: FurnitureCheck(threshold=s.attribution_threshold),
     "expansion": lambda s: ExpansionCheck(threshold=s.attribution_threshold),

@@ -70,6 +70,7 @@ AnswerCheckName = Literal[
     "prompt_leak",
     "model_declined",
     "language",
+    "polarity",
     "attribution",
     "furniture",
     "expansion",

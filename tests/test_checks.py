@@ -268,3 +268,22 @@ def test_a_signature_block_answers_who_holds_the_role_it_names_and_nothing_else(
 
     assert verdict("Wie is de burgemeester van Groningen?") == Keep()
     assert isinstance(verdict("Wie is de wethouder van onderwijs?"), Refuse)  # the hidden set's case
+
+
+def test_a_yes_or_no_verdict_is_taken_off_and_the_sentence_stays():
+    from rag.checks import PolarityCheck
+
+    def run(text: str) -> object:
+        return PolarityCheck().run(Draft(text), question("Kan ik stemmen als ik in het buitenland ben?"))
+
+    assert run("Ja, u kunt stemmen als u in het buitenland bent [1].") == Replace(
+        "U kunt stemmen als u in het buitenland bent [1]."
+    )
+    assert run("Nee. De AIVD houdt dat niet bij [1]. Ja, dat geldt ook voor X [2].") == Replace(
+        "De AIVD houdt dat niet bij [1]. Dat geldt ook voor X [2]."
+    )
+    refused = run("Ja [1].")
+    assert isinstance(refused, Refuse) and refused.quotable
+    # words that merely start like it, or stand inside a sentence, stay
+    for kept in ("Janssen is de wethouder [1].", "Nee-stemmers waren er niet [1].", "U kunt ja of nee stemmen [1]."):
+        assert run(kept) == Keep(), kept
