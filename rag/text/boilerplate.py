@@ -33,8 +33,10 @@ _FIELD = re.compile(
     re.IGNORECASE,
 )
 # "burgemeester, Koen Schuiling" / "de secretaris, mr. A. de Vries": a role, a comma, a name
+# the roles that sign a council letter
+_ROLES = r"burgemeester|secretaris|wethouder|griffier|voorzitter|directeur|gemeentesecretaris"
 _SIGNATURE = re.compile(
-    r"\b(?:burgemeester|secretaris|wethouder|griffier|voorzitter|directeur|gemeentesecretaris)\s*,\s*"
+    r"\b(?:" + _ROLES + r")\s*,\s*"
     r"(?:(?:mr|drs|dr|ir|ing|prof)\.?\s*)*[A-Z][\w'’.-]*(?:\s+(?:van|de|der|den|ter|ten|[A-Z][\w'’.-]*))*"
 )
 _TOC_LEADER = re.compile(r"(?:\.\s?){4,}\s*\d+|…{2,}\s*\d+")
@@ -101,10 +103,9 @@ def letter_field(question: str, sentence: str) -> str | None:
 
 
 # a question about the letter itself: who wrote, signed or received it, its date, subject,
-# reference or enclosures. Such a question is answered from the head or signature block.
+# reference or enclosures (the fields of ``_ASKS`` and these). Such a question is answered from the head or signature block.
 _ABOUT_THE_LETTER = re.compile(
-    r"\b(steller|opgesteld|contactpersoon|kenmerk|referentie|ondertekend|ondertekening|getekend|"
-    r"handtekening|ondertekenaars?|geadresseerd|gericht aan|aan wie|ontvangers?|afzender|verzonden|verstuurd|"
+    r"\b(geadresseerd|gericht aan|aan wie|ontvangers?|afzender|verzonden|verstuurd|"
     r"gedateerd|datum|onderwerp|bijlagen?|bijlage\(n\)|telefoonnummer|signed|addressed|sender|recipients?)\b|"
     r"\b(wie|wanneer|who|when)\b.*\b(brief|raadsbrief|letter)\b",
     re.IGNORECASE,
@@ -114,12 +115,10 @@ _ABOUT_THE_LETTER = re.compile(
 def asks_about_the_letter(question: str) -> bool:
     """Does ``question`` ask about a letter's head or signature block (its steller, addressee,
     date, subject, reference, signatories) rather than about what the letter says?"""
-    return bool(_ABOUT_THE_LETTER.search(question))
+    return bool(_ABOUT_THE_LETTER.search(question)) or any(p.search(question) for p in _ASKS.values())
 
 
-_ROLE = re.compile(
-    r"\b(burgemeester|secretaris|wethouder|griffier|voorzitter|directeur|gemeentesecretaris)\b", re.IGNORECASE
-)
+_ROLE = re.compile(r"\b(" + _ROLES + r")\b", re.IGNORECASE)
 
 
 def signed_roles(text: str) -> set[str]:
