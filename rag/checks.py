@@ -28,7 +28,14 @@ from .attribute import attribute
 from .evidence import Evidence, answers_kind, expected_kind, kind_values, part_evidence, part_kind
 from .language import detect_language
 from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion, states_expansion
-from .text.boilerplate import asks_about_the_letter, asks_for_a_signed_role, content_of
+from .text.boilerplate import (
+    asks_about_the_letter,
+    asks_for_a_field,
+    asks_for_a_signed_role,
+    content_of,
+    letter_field,
+    names_a_letter,
+)
 from .text.idf import IdfFn, uniform_idf
 from .text.markers import MARKER, markers_in, strip_markers
 from .text.names import names_in
@@ -292,6 +299,46 @@ class FurnitureCheck:
 
 
 @dataclass
+class LetterFieldCheck:
+    """Asked who signed a letter, who drew it up or its reference, the answer is that field as
+    the letter states it ("burgemeester, Koen Schuiling; secretaris, Christien Bronda"). An
+    answer that names no one ("Het college bij de begroting 2022 is ondertekend [1].", asked who
+    signed the letter on behalf of the college) is replaced by the field of a passage it cites,
+    or of any passage when the question says it is about a letter; an answer that names someone
+    is left to attribution (the signatories of a covenant are no letter's signature block)."""
+
+    name: str = "letter_field"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if not asks_for_a_field(q.question):
+            return Keep()
+        said = strip_markers(draft.text)
+        if names_in(said, all_caps=True) - names_in(q.question, all_caps=True):
+            return Keep()
+        cited = set(draft.cited([p.marker for p in q.passages]))
+        anywhere = names_a_letter(q.question)
+        for p in q.passages:
+            if p.marker not in cited and not anywhere:
+                continue
+            for sentence in split_sentences(p.text):
+                if found := letter_field(q.question, sentence):
+                    # "Het kenmerk van de brief is 24622-2022 [1].": the value is there
+                    if (_field_values(found) - _FIELD_LABELS) & _field_values(said):
+                        return Keep()
+                    return Replace(f"{found} [1].", [p.marker])
+        return Keep()
+
+
+# what a letter field holds: a name's words or a reference number, not its label
+_FIELD_VALUE = re.compile(r"[\w/.-]*\d[\w/.-]*|[A-ZÀ-Ý][\w'’-]+")
+_FIELD_LABELS = frozenset({"steller", "ons", "uw", "kenmerk"})
+
+
+def _field_values(text: str) -> set[str]:
+    return {w.strip("./-").lower() for w in _FIELD_VALUE.findall(text)}
+
+
+@dataclass
 class AnswerKindCheck:
     """The question asks for a number, an amount or a date and the answer holds none: it does not
     answer the question."""
@@ -417,7 +464,8 @@ class ListCheck:
                     return Keep()
                 body = e.text.rstrip()
                 body, tail = (body[:-1], body[-1]) if body[-1:] in ".;," else (body, "")
-                return Replace(f"{body} [{p.marker}]{'.' if tail else ''}", [p.marker])
+                # [1]: the first (only) of the markers it cites, whatever the passage's own number
+                return Replace(f"{body} [1]{'.' if tail else ''}", [p.marker])
         return Keep()
 
 
@@ -435,6 +483,7 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "polarity": lambda s: PolarityCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
     "furniture": lambda s: FurnitureCheck(threshold=s.attribution_threshold),
+    "letter_field": lambda s: LetterFieldCheck(),
     "expansion": lambda s: ExpansionCheck(threshold=s.attribution_threshold),
     "parts": lambda s: PartsCheck(threshold=s.attribution_threshold),
     "list_complete": lambda s: ListCheck(),

@@ -89,6 +89,16 @@ _MONTH = re.compile(
 )
 
 
+# a year that names a document, not a moment: "in de begroting 2022 staat …" does not say when
+# something happened ("Sinds wanneer …?")
+_DOCUMENT_YEAR = re.compile(
+    r"\b(?:programma|meerjaren)?(?:begroting|jaarstukken|jaarverslag|jaarrekening|kadernota|voorjaarsnota|"
+    r"najaarsnota|raadsbrief|collegebrief|coalitieakkoord|collegeprogramma)(?:en)?\s+(?:19|20)\d\d"
+    r"(?:\s*[-–]\s*(?:19|20)?\d\d)?\b",
+    re.IGNORECASE,
+)
+
+
 # what a date is made of: a day-month-year, a year, a month or season
 _DATE_PART = re.compile(r"\b\d{1,2}-\d{1,2}-\d{2,4}\b|\b(?:1[89]|20)\d\d\b|" + _MONTH.pattern, re.IGNORECASE)
 
@@ -279,6 +289,7 @@ def answers_kind(text: str, kind: str | None) -> bool:
     if _DEPENDS.search(text):
         return True
     if kind == "date":
+        text = _DOCUMENT_YEAR.sub(" ", text)
         return bool(_DIGIT.search(text) or _MONTH.search(text) or _RECURRING.search(text))
     if kind == "amount":
         return bool(_MONEY.search(text))

@@ -73,6 +73,7 @@ AnswerCheckName = Literal[
     "polarity",
     "attribution",
     "furniture",
+    "letter_field",
     "expansion",
     "parts",
     "list_complete",

@@ -287,3 +287,54 @@ def test_a_yes_or_no_verdict_is_taken_off_and_the_sentence_stays():
     # words that merely start like it, or stand inside a sentence, stay
     for kept in ("Janssen is de wethouder [1].", "Nee-stemmers waren er niet [1].", "U kunt ja of nee stemmen [1]."):
         assert run(kept) == Keep(), kept
+
+
+def test_asked_for_a_letter_field_an_answer_that_names_no_one_gets_the_field():
+    from rag.checks import LetterFieldCheck
+
+    signed = Passage(
+        2,
+        "Wij vertrouwen erop u hiermee voldoende te hebben geïnformeerd. Met vriendelijke groet, burgemeester en "
+        "wethouders van Groningen, burgemeester, Koen Schuiling secretaris, Christien Bronda",
+        "Raadsbrief 2022",
+    )
+    head = Passage(3, LETTER.text, LETTER.title, LETTER.section)
+    passages = [PASSAGES[0], signed, head]
+
+    def run(question_text: str, answer: str, markers: list[int]) -> object:
+        q = CheckedQuestion(question_text, passages, PROMPTS.refusal, PROMPTS.system())
+        return LetterFieldCheck().run(Draft(answer, markers), q)
+
+    # the test split's case: the college named, no one who signed (markers as after attribution)
+    asked = "Wie hebben de brief over de motie namens het college ondertekend?"
+    assert run(asked, "Het college bij de begroting 2022 is ondertekend [1].", [2]) == Replace(
+        "burgemeester, Koen Schuiling; secretaris, Christien Bronda [1].", [2]
+    )
+    # the question says it is about a letter: the field of any passage, though the answer cites another
+    assert run(asked, "De brief is namens het college ondertekend [1].", [1]) == Replace(
+        "burgemeester, Koen Schuiling; secretaris, Christien Bronda [1].", [2]
+    )
+    assert run("Wie is de steller van de raadsbrief?", "De steller is de gemeente [1].", [1]) == Replace(
+        "Steller Alfons Boer [1].", [3]
+    )
+    # the value given in other words, or someone named: kept (attribution judges names)
+    assert run("Wat is het kenmerk van de brief?", "Het kenmerk van de brief is 24622-2022 [1].", [1]) == Keep()
+    assert run(asked, "De brief is ondertekend door Koen Schuiling [1].", [2]) == Keep()
+    # a covenant's signatories: no letter's signature block, unless the answer cites one
+    covenant = "Wie hebben het convenant ondertekend?"
+    assert run(covenant, "Het convenant is ondertekend door de studentenverenigingen [1].", [1]) == Keep()
+    assert run(covenant, "De RUG en de Hanzehogeschool [1].", [2]) == Keep()
+    # other questions are not this check's business
+    assert run("Hoeveel plekken krijgt de nachtopvang?", "Zestig [1].", [1]) == Keep()
+
+
+def test_a_list_that_replaces_an_answer_cites_its_passage_by_the_answers_own_numbering():
+    # the list passage third in the context: the answer's [1] is that passage (found on a FAQ run:
+    # the list was given with "[2]" while the answer had one citation)
+    other = Passage(3, "Een aanvraag wordt binnen acht weken beoordeeld.", "Verordening", "Artikel 5")
+    weigeren = Passage(2, WEIGEREN.text, WEIGEREN.title, WEIGEREN.section)
+    q = _list_question(
+        "Op welke gronden kan het college een aanvraag om een maatwerkvoorziening weigeren?", (other, weigeren)
+    )
+    v = ListCheck().run(Draft("Het college kan weigeren als de cliënt niet meewerkt [1].", [2]), q)
+    assert isinstance(v, Replace) and v.markers == [2] and v.text.endswith("algemeen gebruikelijk is [1].")

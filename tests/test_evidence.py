@@ -100,6 +100,11 @@ def test_answers_kind():
     assert not answers_kind("Er zijn plekken bij gekomen.", "number")
     assert answers_kind("Dat gebeurde in mei.", "date")
     assert not answers_kind("Dat gebeurde vorig jaar.", "date")
+    # a year that names a document is no moment ("Sinds wanneer …?" -> a sentence about a budget)
+    assert not answers_kind("In de begroting 2022 zijn minder programma's opgenomen.", "date")
+    assert not answers_kind("De programmabegroting 2020-2023 noemt het.", "date")
+    assert answers_kind("Sinds 1 januari 2015, volgens de begroting 2016.", "date")
+    assert answers_kind("Dat is in 2022 in de begroting opgenomen.", "date")
     assert answers_kind("Wat dan ook.", None)
 
 

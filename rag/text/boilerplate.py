@@ -102,6 +102,21 @@ def letter_field(question: str, sentence: str) -> str | None:
     return None
 
 
+def asks_for_a_field(question: str) -> bool:
+    """Does ``question`` ask for one field of a letter's head or signature (its steller, its
+    reference, who signed it)?"""
+    return any(p.search(question) for p in _ASKS.values())
+
+
+_A_LETTER = re.compile(r"\b(brief|raadsbrief|collegebrief|letter)\b", re.IGNORECASE)
+
+
+def names_a_letter(question: str) -> bool:
+    """Does ``question`` say it is about a letter ("Wie heeft de raadsbrief ondertekend?"), not
+    about something else that is signed or drawn up ("Wie hebben het convenant ondertekend?")?"""
+    return bool(_A_LETTER.search(question))
+
+
 # a question about the letter itself: who wrote, signed or received it, its date, subject,
 # reference or enclosures (the fields of ``_ASKS`` and these). Such a question is answered from the head or signature block.
 _ABOUT_THE_LETTER = re.compile(
@@ -115,7 +130,7 @@ _ABOUT_THE_LETTER = re.compile(
 def asks_about_the_letter(question: str) -> bool:
     """Does ``question`` ask about a letter's head or signature block (its steller, addressee,
     date, subject, reference, signatories) rather than about what the letter says?"""
-    return bool(_ABOUT_THE_LETTER.search(question)) or any(p.search(question) for p in _ASKS.values())
+    return bool(_ABOUT_THE_LETTER.search(question)) or asks_for_a_field(question)
 
 
 _ROLE = re.compile(r"\b(" + _ROLES + r")\b", re.IGNORECASE)
