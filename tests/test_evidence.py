@@ -282,3 +282,20 @@ def test_an_answer_that_says_what_the_value_depends_on_answers_the_kind():
     assert not answers_kind("De gemeente hangt een vlag op.", "number")
     assert not answers_kind("Er is een verschil tussen de wijken.", "number")
     assert not answers_kind("De opvang wordt gerund door Humanitas.", "date")
+
+
+def test_a_hyphenated_compound_meets_the_same_words_written_apart():
+    from rag.lexical import BM25Index
+    from rag.text.tokens import tokenize
+
+    asked = "Wanneer lopen de huidige overeenkomsten voor Wmo-begeleiding af?"
+    written = "Vooruitlopend op de afloop van de overeenkomsten m.b.t. de Wmo begeleiding per 1 januari 2027."
+    other = "De overeenkomsten voor de huishoudelijke hulp lopen door tot 2026."
+    assert {"wmo", "beleid"} <= set(tokenize(asked)) & set(tokenize(written))
+    assert tokenize("e-mail")[0] == "e-mail"  # the compound itself still counts, one-letter parts do not
+    assert tokenize("e-mail") == ["e-mail", "mail"]
+    # the sentence that writes it apart now outranks one that only shares the common words
+    (best, *_) = rank_evidence(asked, [Passage(1, f"{other} {written}", "Jaarstukken 2024", "Wmo")])
+    assert best.text == written
+    bm25 = BM25Index.build([1, 2], [other, written])
+    assert bm25.scores("Wmo-begeleiding").argmax() == 1

@@ -55,7 +55,15 @@ def _filler_stems() -> frozenset[str]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed."""
+    """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed. A hyphenated
+    compound counts as itself and as its parts: "Wmo-begeleiding" (as a question spells it) is
+    as often written "Wmo begeleiding" in the documents, "EU-lidstaat" as "EU lidstaat"."""
     stop = dutch_stopwords()
-    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    words: list[str] = []
+    for w in _WORD.findall(text.lower()):
+        if w in stop:
+            continue
+        words.append(w)
+        if "-" in w:
+            words.extend(part for part in w.split("-") if len(part) > 1 and part not in stop)
     return _stemmer().stemWords(words)
