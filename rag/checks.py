@@ -111,6 +111,7 @@ class CheckedQuestion:
     system_prompt: str
     translate: Callable[[str], str] = field(repr=False, default=lambda text: text)
     idf: IdfFn = field(repr=False, default=uniform_idf)
+    examples: str = field(repr=False, default="")  # the few-shot examples' text (prompts/few_shot.json)
 
     @cached_property
     def expected_kind(self) -> str | None:
@@ -240,6 +241,32 @@ class PolarityCheck:
         if not strip_markers(text).strip(" .!?"):
             return Refuse(RefusalReason.UNSUPPORTED, quotable=True)  # "Ja [1]." and nothing else
         return Replace(text, draft.markers)
+
+
+@dataclass
+class ExamplesCheck:
+    """The small model copies phrases of its worked examples into answers about something else:
+    "De gemeente neemt vingerafdrukken af … via het digitale loket [1]." (the example's
+    parking-permit answer), "… is gepland voor september 2024-2025". Such a sentence still shares
+    most of its words with a passage, so attribution lets it through. A sentence with at least
+    ``min_words`` content words that the examples hold but no given passage and not the question
+    is taken out; nothing left: refused (a passage sentence may be quoted instead)."""
+
+    min_words: int = 2
+    name: str = "examples"
+
+    def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        if not q.examples:
+            return Keep()
+        allowed = set(tokenize(q.question)).union(*(tokenize(p.full_text) for p in q.passages))
+        copied = set(tokenize(q.examples)) - allowed
+        sentences = split_sentences(draft.text)
+        kept = [s for s in sentences if len(set(tokenize(strip_markers(s))) & copied) < self.min_words]
+        if len(kept) == len(sentences):
+            return Keep()
+        if not any(strip_markers(s).strip(" .") for s in kept):
+            return Refuse(RefusalReason.UNSUPPORTED, quotable=True)
+        return Replace(" ".join(kept), draft.markers)
 
 
 @dataclass
@@ -481,6 +508,7 @@ CHECKS: dict[str, Callable[..., AnswerCheck]] = {
     "model_declined": lambda s: DeclinedCheck(),
     "language": lambda s: LanguageCheck(),
     "polarity": lambda s: PolarityCheck(),
+    "examples": lambda s: ExamplesCheck(),
     "attribution": lambda s: AttributionCheck(threshold=s.attribution_threshold),
     "furniture": lambda s: FurnitureCheck(threshold=s.attribution_threshold),
     "letter_field": lambda s: LetterFieldCheck(),

@@ -476,6 +476,7 @@ class Pipeline:
             system_prompt=self.prompts.system(),
             translate=lambda text: self.translate(text, ctx),
             idf=self.idf(),
+            examples=self.prompts.few_shot_text,
         )
         if ctx.parts is not None:
             question.parts = ctx.parts  # ranked for the focus already

@@ -123,6 +123,16 @@ class PromptSet:
             messages.append({"role": "assistant", "content": answer})
         return messages
 
+    @cached_property
+    def few_shot_text(self) -> str:
+        """What the worked examples say (their questions, passages and answers), without the
+        context template around them: words an answer may have copied from the examples."""
+        data = json.loads(self.templates["few_shot"].body)
+        parts: list[str] = []
+        for ex in data.get("examples", []):
+            parts += [ex["question"], ex["answer"], *(f"{p.get('section', '')} {p['text']}" for p in ex["passages"])]
+        return "\n".join(parts)
+
     def context(self, passages: list[dict[str, Any]], question: str, dutch: bool = True) -> str:
         """The user message; a question in another language gets the reminder to answer in Dutch
         next to it (the model tends to answer in the question's language)."""

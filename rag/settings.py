@@ -71,6 +71,7 @@ AnswerCheckName = Literal[
     "model_declined",
     "language",
     "polarity",
+    "examples",
     "attribution",
     "furniture",
     "letter_field",

@@ -338,3 +338,34 @@ def test_a_list_that_replaces_an_answer_cites_its_passage_by_the_answers_own_num
     )
     v = ListCheck().run(Draft("Het college kan weigeren als de cliënt niet meewerkt [1].", [2]), q)
     assert isinstance(v, Replace) and v.markers == [2] and v.text.endswith("algemeen gebruikelijk is [1].")
+
+
+def test_a_sentence_that_copies_the_worked_examples_is_taken_out():
+    from rag.checks import ExamplesCheck
+
+    examples = PROMPTS.few_shot_text
+    assert "digitale loket" in examples  # the parking-permit example the model copies from
+    passport = Passage(1, "U vraagt een paspoort aan bij de gemeente waar u woont. Neem een pasfoto mee.", "FAQ", "")
+
+    def run(question_text: str, answer: str, passages=(passport,)) -> object:
+        q = CheckedQuestion(question_text, list(passages), PROMPTS.refusal, PROMPTS.system(), examples=examples)
+        return ExamplesCheck().run(Draft(answer), q)
+
+    asked = "Waar vraag ik een paspoort aan?"
+    # the example's "via het digitale loket" is no part of the passage: out, the rest stays
+    assert run(asked, "U vraagt een paspoort aan bij de gemeente [1]. Dat kan via het digitale loket [1].") == Replace(
+        "U vraagt een paspoort aan bij de gemeente [1]."
+    )
+    refused = run(asked, "U kunt een paspoort aanvragen via het digitale loket [1].")
+    assert isinstance(refused, Refuse) and refused.reason == RefusalReason.UNSUPPORTED and refused.quotable
+    # the same words in a passage, or asked for, are the answer's own
+    online = Passage(1, "Een paspoort vraagt u aan via het digitale loket van de gemeente.", "FAQ", "")
+    assert run(asked, "U kunt een paspoort aanvragen via het digitale loket [1].", (online,)) == Keep()
+    assert (
+        run("Kan ik een paspoort via het digitale loket aanvragen?", "U vraagt het aan bij de gemeente [1].") == Keep()
+    )
+    # one word in common with the examples is ordinary Dutch ("staat voor", "gepland")
+    assert run("Waar staat SES voor?", "SES staat voor sociaaleconomische status [1].") == Keep()
+    # no examples configured: nothing to compare with
+    q = CheckedQuestion(asked, [passport], PROMPTS.refusal, PROMPTS.system())
+    assert ExamplesCheck().run(Draft("Dat kan via het digitale loket [1]."), q) == Keep()
