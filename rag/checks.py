@@ -27,7 +27,13 @@ from typing import Protocol
 from .attribute import attribute
 from .evidence import Evidence, answers_kind, expected_kind, kind_values, part_evidence, part_kind
 from .language import detect_language
-from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion, states_expansion
+from .text.acronyms import (
+    asked_abbreviation,
+    expansion_sentence,
+    find_expansion,
+    named_abbreviation,
+    states_expansion,
+)
 from .text.boilerplate import (
     asks_about_the_letter,
     asks_for_a_field,
@@ -398,19 +404,28 @@ class ExpansionCheck:
     """A question for what an abbreviation stands for ("Waar staat GON voor?") is answered by the
     long form as a passage defines it ("GON staat voor GebiedsOndersteunend Netwerk [1]."), put
     before whatever else the answer says; an answer that says what it stands for when no passage
-    defines it has the long form from elsewhere (the model's own memory) and is refused."""
+    defines it has the long form from elsewhere (the model's own memory) and is refused. A
+    question what it is ("Wat is GOTU?") gets the long form a passage defines put first too."""
 
     threshold: float = 0.5
     name: str = "expansion"
 
     def run(self, draft: Draft, q: CheckedQuestion) -> Verdict:
+        said = strip_markers(draft.text)
         short = q.abbreviation
         if short is None:
-            return Keep()
-        said = strip_markers(draft.text)
+            # "Wat is GOTU?": what it is, of which what it stands for is a part: added when a
+            # passage defines it; nothing is refused for it
+            short = named_abbreviation(q.question)
+            found = expansion_in(short, q.passages) if short else None
+            return self.lead(draft, q, short, found, said) if short and found else Keep()
         if q.expansion is None:
             return Refuse(RefusalReason.UNSUPPORTED, quotable=False) if states_expansion(short, said) else Keep()
-        marker, long = q.expansion
+        return self.lead(draft, q, short, q.expansion, said)
+
+    def lead(self, draft: Draft, q: CheckedQuestion, short: str, expansion: tuple[int, str], said: str) -> Verdict:
+        """The answer with the long form put first, unless it says it already."""
+        marker, long = expansion
         if _norm(long) in _norm(said):
             return Keep()
         lead = f"{expansion_sentence(short, long)} [{marker}]."

@@ -221,3 +221,23 @@ def test_a_who_part_is_answered_only_by_the_name_itself():
         check.run(Draft("Bij 240 gezinnen; WIJ Groningen krijgt de verantwoordelijkheid [1].", markers=[1]), q)
         == Keep()
     )
+
+
+def test_what_an_abbreviation_is_gets_its_long_form_first():
+    from rag.text.acronyms import named_abbreviation
+
+    assert [named_abbreviation(q) for q in ("Wat is het GON?", "Wat is de WMO?", "What is the IZA?")] == [
+        "GON",
+        "WMO",
+        "IZA",
+    ]
+    for q in ("Waar staat GON voor?", "Wat doet het GON?", "Wat is het budget?", "Wat is Koers en Kansen?"):
+        assert named_abbreviation(q) is None, q
+    check = CHECKS["expansion"](Settings())
+    verdict = check.run(Draft("Het GON is een netwerk van partners [1].", markers=[1]), _q("Wat is het GON?"))
+    assert isinstance(verdict, Replace) and verdict.text.startswith("GON staat voor GebiedsOndersteunend Netwerk [1].")
+    # the long form already said, or no passage that defines it: the answer stays, nothing refused
+    said = Draft("Het GebiedsOndersteunend Netwerk (GON) verbindt partners [1].", markers=[2])
+    assert check.run(said, _q("Wat is het GON?")) == Keep()
+    q = CheckedQuestion("Wat is de DUMO?", PASSAGES, PROMPTS.refusal, PROMPTS.system())
+    assert check.run(Draft("DUMO staat voor Decentralisatie-uitkering Maatschappelijke Opvang [1]."), q) == Keep()

@@ -35,6 +35,23 @@ _ASKS = [
 ]
 
 
+# "Wat is GOTU?", "Wat is de WMO?", "What is the IZA?": asks what it is; its long form is part of
+# the answer, though not all of it
+_NAMES = re.compile(
+    rf"\b(?:wat\s+(?:is|zijn|was)\s+(?:de\s+|het\s+|een\s+)?|what\s+(?:is|are)\s+(?:the\s+)?){_SHORT}", re.I
+)
+
+
+def named_abbreviation(question: str) -> str | None:
+    """The abbreviation a "what is X?" question asks about (not one asking what it stands for)."""
+    if asked_abbreviation(question):
+        return None
+    for m in _NAMES.finditer(question):
+        if sum(c.isupper() for c in m.group(1)) >= 2:
+            return m.group(1)
+    return None
+
+
 def asked_abbreviation(question: str) -> str | None:
     """The abbreviation whose meaning the question asks for, or None."""
     for pattern in _ASKS:
