@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .text.boilerplate import content_of, letter_field
+from .text.documents import without_document_names
 from .text.idf import IdfFn, uniform_idf
 from .text.numbers import COUNT_WORD, numbers_in
 from .text.sentences import split_sentences
@@ -85,16 +86,6 @@ _DEPENDS = re.compile(
 _MONTH = re.compile(
     r"\b(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
     r"voorjaar|najaar|zomer|winter)\b",
-    re.IGNORECASE,
-)
-
-
-# a year that names a document, not a moment: "in de begroting 2022 staat …" does not say when
-# something happened ("Sinds wanneer …?")
-_DOCUMENT_YEAR = re.compile(
-    r"\b(?:programma|meerjaren)?(?:begroting|jaarstukken|jaarverslag|jaarrekening|kadernota|voorjaarsnota|"
-    r"najaarsnota|raadsbrief|collegebrief|coalitieakkoord|collegeprogramma)(?:en)?\s+(?:19|20)\d\d"
-    r"(?:\s*[-–]\s*(?:19|20)?\d\d)?\b",
     re.IGNORECASE,
 )
 
@@ -289,7 +280,7 @@ def answers_kind(text: str, kind: str | None) -> bool:
     if _DEPENDS.search(text):
         return True
     if kind == "date":
-        text = _DOCUMENT_YEAR.sub(" ", text)
+        text = without_document_names(text)  # "in de begroting 2022 …" says no moment
         return bool(_DIGIT.search(text) or _MONTH.search(text) or _RECURRING.search(text))
     if kind == "amount":
         return bool(_MONEY.search(text))

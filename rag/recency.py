@@ -24,19 +24,12 @@ import re
 from collections.abc import Sequence
 
 from .schema import Citation
+from .text.documents import DOC_YEAR
 from .text.markers import MARKER
 from .text.sentences import split_sentences
 from .types import Hit
 
 _I = re.IGNORECASE
-_DOC_WORDS = (
-    r"(?:programma)?begroting|jaarstukken|jaarrekening|jaarverslag|raadsbrief|brief|voorjaarsnota|kadernota|"
-    r"najaarsnota|nota|verordening|beleidsplan|budget|annual report|annual accounts"
-)
-_DOC_YEAR = re.compile(
-    rf"\b(?:{_DOC_WORDS})\s+(?:van\s+|of\s+|uit\s+|for\s+)?((?:19|20)\d{{2}})\b|\b((?:19|20)\d{{2}})\s+(?:{_DOC_WORDS})\b",
-    _I,
-)
 _ANY_YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _CLAUSE = re.compile(r"\s*[,;:]\s+|\s+[–—-]\s+")
 _SET_ASIDE = re.compile(
@@ -52,7 +45,7 @@ def named_years(question: str) -> set[int]:
     """The years of documents the question names ("begroting 2020" → {2020}); a document it sets
     aside ("Vergeet de begroting van 2016; …", "behalve de begroting 2020") is not one of them."""
     kept = [c for s in split_sentences(question) for c in _CLAUSE.split(s) if not _SET_ASIDE.match(c)]
-    return {int(a or b) for c in kept for a, b in _DOC_YEAR.findall(c)}
+    return {int(a or b) for c in kept for a, b in DOC_YEAR.findall(c)}
 
 
 def reorders(question: str, year_margin: float, recency_margin: float) -> bool:
