@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 from .attribute import attribute
@@ -265,7 +265,7 @@ class ExamplesCheck:
         if not q.examples:
             return Keep()
         allowed = set(tokenize(q.question)).union(*(tokenize(p.full_text) for p in q.passages))
-        copied = set(tokenize(q.examples)) - allowed
+        copied = _terms(q.examples) - allowed
         sentences = split_sentences(draft.text)
         kept = [s for s in sentences if len(set(tokenize(strip_markers(s))) & copied) < self.min_words]
         if len(kept) == len(sentences):
@@ -273,6 +273,12 @@ class ExamplesCheck:
         if not any(strip_markers(s).strip(" .") for s in kept):
             return Refuse(RefusalReason.UNSUPPORTED, quotable=True)
         return Replace(" ".join(kept), draft.markers)
+
+
+@lru_cache(maxsize=4)
+def _terms(text: str) -> frozenset[str]:
+    """The content words of a text that is the same for every question (the worked examples)."""
+    return frozenset(tokenize(text))
 
 
 @dataclass

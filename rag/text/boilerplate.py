@@ -118,7 +118,8 @@ def names_a_letter(question: str) -> bool:
 
 
 # a question about the letter itself: who wrote, signed or received it, its date, subject,
-# reference or enclosures (the fields of ``_ASKS`` and these). Such a question is answered from the head or signature block.
+# reference or enclosures (the fields of ``_ASKS`` and these). Such a question is answered from
+# the head or signature block.
 _ABOUT_THE_LETTER = re.compile(
     r"\b(geadresseerd|gericht aan|aan wie|ontvangers?|afzender|verzonden|verstuurd|"
     r"gedateerd|datum|onderwerp|bijlagen?|bijlage\(n\)|telefoonnummer|signed|addressed|sender|recipients?)\b|"
