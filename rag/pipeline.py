@@ -41,6 +41,7 @@ from .schema import Answer, Citation, DoneEvent, Event, ModelInfo, SourcesEvent,
 from .settings import Settings
 from .text.acronyms import asked_abbreviation, expansion_sentence, find_expansion
 from .text.idf import IdfFn, uniform_idf
+from .text.names import names_in
 from .text.sentences import split_sentences
 from .types import Chunk, Hit, Passage, Question
 from .units import expand_hits
@@ -171,13 +172,17 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
-def names_asked_abbreviation(question: Question, hits: Sequence[Hit]) -> bool:
-    """Does a retrieved passage name the abbreviation the question asks about ("Waar staat SES
-    voor?")? A question of a few letters embeds poorly (its dense score stays under the refusal
-    threshold, in English all the more), but a passage that names it may define it; if none
-    does, the expansion check and the quote refuse all the same."""
+def names_what_it_asks(question: Question, hits: Sequence[Hit]) -> bool:
+    """Does one retrieved passage name what the question names: the abbreviation it asks about
+    ("Waar staat SES voor?"), or every name in it ("Wat houdt Druk en Dwars in?")? A question
+    of a few letters or about a project's name embeds poorly (its dense score stays under the
+    refusal threshold, in English all the more), but a passage that names it may answer it;
+    if none does, the model and the answer checks refuse all the same."""
     short = asked_abbreviation(question.text)
-    return short is not None and any(re.search(rf"\b{re.escape(short)}\b", h.text) for h in hits)
+    if short is not None:
+        return any(re.search(rf"\b{re.escape(short)}\b", h.text) for h in hits)
+    names = names_in(question.text, all_caps=True)
+    return bool(names) and any(all(re.search(rf"\b{re.escape(n)}\b", h.text, re.I) for n in names) for h in hits)
 
 
 def cited_quote(text: str, marker: int = 1) -> str:
@@ -375,7 +380,7 @@ class Pipeline:
         timings.retrieval_ms = round((time.perf_counter() - t0) * 1000, 1)
 
         best = max((h.dense_score or 0.0 for h in result.hits), default=0.0)
-        if not result.hits or (best < s.refusal_min_score and not names_asked_abbreviation(standalone, result.hits)):
+        if not result.hits or (best < s.refusal_min_score and not names_what_it_asks(standalone, result.hits)):
             yield SourcesEvent(sources=[])
             yield done(self.prompts.refusal, True, [], "no_relevant_passages")
             return

@@ -337,6 +337,25 @@ def test_an_abbreviation_is_answered_by_its_definition(tmp_path, settings, hash_
     assert b.refused and b.refusal_reason == "no_relevant_passages" and len(llm.calls) == calls
 
 
+def test_a_named_thing_a_passage_names_gets_past_the_refusal_threshold(tmp_path, settings, hash_embedder):
+    """'Wat houdt Druk en Dwars in?': a project's name embeds under the refusal threshold, but a
+    passage names it, so the model is asked; a name no passage holds is refused before that."""
+    docs = {
+        "raadsbrief-2022-preventie.md": "# Preventie\n\nDe gemeente financiert Druk en Dwars, wat door "
+        "voorlichting en training bijdraagt aan het normaliseren van druk en dwars gedrag van kinderen.\n"
+    }
+    ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
+    settings.refusal_min_score = 0.99
+    llm = ScriptedLLM("Druk en Dwars draagt bij aan het normaliseren van druk en dwars gedrag van kinderen [1].")
+    pipeline = Pipeline(settings, Retriever(settings, hash_embedder), llm)
+    a = pipeline.ask("Wat houdt Druk en Dwars in?")
+    assert not a.refused and len(llm.calls) == 1 and "normaliseren" in a.answer
+    b = pipeline.ask("Wat houdt Stoer en Sterk in?")  # only "en" in common
+    assert b.refused and b.refusal_reason == "no_relevant_passages" and len(llm.calls) == 1
+    c = pipeline.ask("Wat kost de training?")  # no name: the threshold decides, as before
+    assert c.refused and c.refusal_reason == "no_relevant_passages" and len(llm.calls) == 1
+
+
 def test_a_long_form_the_model_invents_is_not_shown(tmp_path, settings, hash_embedder):
     docs = {"jaarstukken-2024-opvang.md": "# Opvang\n\nDe opvang wordt gefinancierd via de DUMO en de DUVO.\n"}
     ingest_docs(tmp_path / "docs", docs, settings, hash_embedder)
