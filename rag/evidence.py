@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from .text.acronyms import definitions
 from .text.boilerplate import content_of, letter_field
 from .text.documents import without_document_names
 from .text.idf import IdfFn, uniform_idf
@@ -131,20 +132,45 @@ def _score(terms: set[str], toks: set[str], heading_terms: set[str], idf: IdfFn)
     return own if own == 0 else (3 * own + with_heading) / 4
 
 
+Aliases = list[tuple[frozenset[str], frozenset[str]]]
+
+
+def _aliases(passages: Sequence[Passage]) -> Aliases:
+    """The abbreviations the passages define, as (short form's terms, long form's terms)."""
+    found = definitions("\n".join(p.text for p in passages))
+    return [(frozenset(tokenize(short)), frozenset(tokenize(long))) for short, long in found.items()]
+
+
+def _terms(sentence: str, aliases: Aliases) -> set[str]:
+    """A sentence's terms; one that uses an abbreviation the passages define ("De OJG is een
+    schakel …") also covers its long form's words ("Ondersteuner Jeugd en Gezin"), and the
+    other way round."""
+    toks = set(tokenize(sentence))
+    for short, long in aliases:
+        if short and short <= toks:
+            toks |= long
+        elif long and long <= toks:
+            toks |= short
+    return toks
+
+
 def rank_evidence(question: str, passages: Sequence[Passage], idf: IdfFn = uniform_idf) -> list[Evidence]:
     """Every sentence of every passage, best first (coverage, then passage order, then
     position in the passage)."""
-    terms = set(tokenize(question))
+    # "… in de begroting 2020?" names the source, which retrieval has used already
+    # (rag/recency.py); a sentence that mentions 2020 does not answer it any better
+    terms = set(tokenize(without_document_names(question))) or set(tokenize(question))
+    aliases = _aliases(passages)
     out: list[Evidence] = []
     for p in passages:
         heading_terms = set(tokenize(f"{p.title} {p.section}"))
         for i, sentence in enumerate(split_sentences(p.text)):
-            score = _score(terms, set(tokenize(sentence)), heading_terms, idf)
+            score = _score(terms, _terms(sentence, aliases), heading_terms, idf)
             content = content_of(sentence)
             if content == sentence:
                 content_score = score
             else:
-                content_score = _score(terms, set(tokenize(content)), heading_terms, idf) if content else 0.0
+                content_score = _score(terms, _terms(content, aliases), heading_terms, idf) if content else 0.0
             out.append(Evidence(p.marker, i, sentence, score, content, content_score))
     out.sort(key=lambda e: (-e.coverage, e.marker, e.position))
     return out

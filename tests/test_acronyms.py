@@ -7,7 +7,7 @@ import pytest
 from rag.checks import CHECKS, CheckedQuestion, Draft, Keep, RefusalReason, Refuse, Replace
 from rag.prompts import PromptSet
 from rag.settings import Settings
-from rag.text.acronyms import asked_abbreviation, find_expansion, states_expansion
+from rag.text.acronyms import asked_abbreviation, definitions, find_expansion, states_expansion
 from rag.types import Passage
 
 GON = (
@@ -46,6 +46,16 @@ def test_definitions_are_found_in_either_order(short, text, long):
 )
 def test_no_definition_is_made_up(short, text):
     assert find_expansion(short, text) is None
+
+
+def test_every_definition_in_a_text():
+    text = (
+        "De inzet van de Ondersteuner Jeugd en Gezin (OJG) is belangrijk. De OJG is een schakel. GOTU (Geen "
+        "Onderwijs Toch Uitdaging) helpt. Een plek op de ISK (voortgezet onderwijs). Zie bijlage (2) en (a). "
+        "Via de DUMO en de Rijksuitkering (SPUK)."
+    )
+    assert definitions(text) == {"OJG": "Ondersteuner Jeugd en Gezin", "GOTU": "Geen Onderwijs Toch Uitdaging"}
+    assert definitions("Geen afkortingen hier.") == {}
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,28 @@ def test_answers_kind():
     assert answers_kind("Wat dan ook.", None)
 
 
+def test_a_sentence_that_uses_a_defined_abbreviation_covers_its_long_form():
+    """'De OJG is een schakel …' answers a question about the Ondersteuner Jeugd en Gezin: the
+    passages define OJG; the document the question names ('begroting 2020') is no word to cover."""
+    p = Passage(
+        1,
+        "De inzet van de Ondersteuner Jeugd en Gezin (OJG) is hierin een belangrijke ontwikkeling. De OJG is "
+        "een schakel tussen de huisarts en de WIJ-teams. De OJG wordt in 2020 versneld uitgebreid.",
+        "Jeugd",
+    )
+    q = "Wat is de rol van de Ondersteuner Jeugd en Gezin in de begroting 2020?"
+    ev = {e.position: e.coverage for e in rank_evidence(q, [p])}
+    assert ev[1] == ev[2] > 0  # both use OJG; 2020 no longer favours the last one
+    got = focus(p, rank_evidence(q, [p]), max_sentences=2)
+    assert "schakel" in got.text
+    # the other way round: a question with the abbreviation meets a sentence with the long form
+    other = Passage(2, "De Ondersteuner Jeugd en Gezin werkt in de wijk. De gemeente betaalt de OJG niet.", "Jeugd")
+    both = Passage(3, "Ook de Ondersteuner Jeugd en Gezin (OJG) doet mee.", "Jeugd")
+    ranked = rank_evidence("Waar werkt de OJG?", [other, both])
+    assert (ranked[0].marker, ranked[0].position) == (2, 0)
+    assert ranked[0].coverage == 2 * ranked[1].coverage  # werkt + OJG; without the alias only werkt
+
+
 def test_best_quote_needs_coverage_and_the_asked_kind():
     q = "Hoeveel Oekraïense ontheemden zitten in de gemeentelijke opvang?"
     ev = rank_evidence(q, [P1, P2], uniform_idf)

@@ -115,6 +115,23 @@ def find_expansion(short: str, text: str) -> str | None:
     return None
 
 
+# an abbreviation in brackets after its long form, or before its long form in brackets
+_DEFINED = re.compile(rf"\(\s*{_SHORT}\s*\)|\b{_SHORT}\s*\(")
+
+
+def definitions(text: str) -> dict[str, str]:
+    """Every abbreviation ``text`` defines, with its long form: "de Ondersteuner Jeugd en
+    Gezin (OJG)" -> {"OJG": "Ondersteuner Jeugd en Gezin"}."""
+    found: dict[str, str] = {}
+    for m in _DEFINED.finditer(text):
+        short = m.group(1) or m.group(2)
+        if short in found or sum(c.isupper() for c in short) < 2:
+            continue
+        if long := find_expansion(short, text):
+            found[short] = long
+    return found
+
+
 def expansion_sentence(short: str, long: str) -> str:
     """The answer to "waar staat SHORT voor?" as the documents define it (without its marker)."""
     return f"{short} staat voor {long}"
