@@ -215,9 +215,9 @@ def focus(
     keep: list[int] = [e.position for e in mine[:max_sentences]]
     if keep and len(keep) < max_sentences and keep[0] > 0 and keep[0] - 1 not in keep:
         keep.append(keep[0] - 1)
-    if not keep:
+    if not keep:  # nothing of the question here: the first sentence alone, not its unit
         keep = [0]
-    if unit_chars > 0:
+    elif unit_chars > 0:
         keep += continuation(sentences, keep[0], unit_chars)
     for i in also:
         if 0 <= i < len(sentences):

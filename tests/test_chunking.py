@@ -57,6 +57,30 @@ def test_split_sentences_edge_cases() -> None:
     assert split_sentences("Kleine letter. daarna geen nieuwe zin.") == ["Kleine letter. daarna geen nieuwe zin."]
 
 
+def test_a_numbered_list_item_is_a_sentence_with_its_number() -> None:
+    """'Deze thema's zijn: 1. …; 2. …': each item a sentence that starts with its number (so the
+    list's unit can be found, rag/units.py), whether the lines are kept or joined."""
+    lines = (
+        "Deze thema's zijn:\n\n1. Investeren in een stevige sociale basis; \n2. Versterken van een basisteam;\n3) Meer."
+    )
+    want = [
+        "Deze thema's zijn:",
+        "1. Investeren in een stevige sociale basis;",
+        "2. Versterken van een basisteam;",
+        "3) Meer.",
+    ]
+    assert split_sentences(lines) == want
+    assert split_sentences(" ".join(lines.split())) == want
+    assert split_sentences("1. Eerst dit. 2. Dan dat.") == ["1. Eerst dit.", "2. Dan dat."]
+    # an ordinary number after a colon or at a sentence's end is no list item
+    assert split_sentences("Het aantal: 12 plekken. Het budget is 12. Daarna volgt 13. Klaar.") == [
+        "Het aantal: 12 plekken.",
+        "Het budget is 12.",
+        "Daarna volgt 13.",
+        "Klaar.",
+    ]
+
+
 # --- packing, limits, overlap --------------------------------------------------------------
 
 

@@ -130,6 +130,18 @@ def test_a_sentence_that_uses_a_defined_abbreviation_covers_its_long_form():
     assert ranked[0].coverage == 2 * ranked[1].coverage  # werkt + OJG; without the alias only werkt
 
 
+def test_a_passage_that_covers_nothing_keeps_its_first_sentence_only():
+    """Not the list that sentence opens: an unrelated passage stays short, not a distraction."""
+    listing = Passage(3, "Deze thema's zijn: 1. Investeren in preventie; 2. Versterken van het basisteam.", "Jeugd")
+    q = "Hoeveel maatregelen bevat het alcoholconvenant?"
+    got = focus(listing, rank_evidence(q, [listing]), max_sentences=1, unit_chars=1500)
+    assert got.text == "Deze thema's zijn:"
+    # a list that does cover the question keeps its items
+    q2 = "Welke thema's zijn er?"
+    whole = focus(listing, rank_evidence(q2, [listing]), max_sentences=1, unit_chars=1500)
+    assert whole.text == listing.text
+
+
 def test_best_quote_needs_coverage_and_the_asked_kind():
     q = "Hoeveel Oekraïense ontheemden zitten in de gemeentelijke opvang?"
     ev = rank_evidence(q, [P1, P2], uniform_idf)

@@ -16,6 +16,9 @@ ABBREVIATIONS = frozenset(
 )
 _DOTTED = re.compile(r"(?:[a-z]\.){2,}|[a-z]\.")
 _BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+[\"'‘“(\[]?[A-Z0-9À-ÖØ-Þ•–-])")
+# a numbered list item ("1. ", "2) ") starts a sentence of its own where a line starts with it
+# or where it follows the colon that opens the list or the semicolon that ends the item before
+_ITEM_START = re.compile(r"(?:\n|(?<=[:;]))[^\S\n]*\n?\s*(?=\(?\d{1,2}[.)]\s)")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -25,9 +28,14 @@ def split_sentences(text: str) -> list[str]:
     and a capital, digit, opening quote or bullet, except after known abbreviations
     ("o.a.", "bijv.", "nr.", "art.", "mr.", ...) and initials ("J."). Decimal and
     thousands separators ("3.3", "1.000") are never followed by whitespace, so they
-    never split.
+    never split. A numbered list item is a sentence of its own where a line starts with it
+    or a colon or semicolon comes before it ("Deze thema's zijn: 1. Investeren …; 2. …"),
+    its number included.
     """
-    text = " ".join(text.split())
+    return [s for block in _ITEM_START.split(text) for s in _split(" ".join(block.split()))]
+
+
+def _split(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
@@ -48,6 +56,6 @@ def _ends_in_abbreviation(text: str, start: int, m: re.Match[str]) -> bool:
         return False
     word_start = max(text.rfind(" ", start, m.start()), text.rfind("(", start, m.start())) + 1
     token = text[word_start : m.start() + 1].lower().lstrip("\"'‘“")
-    if word_start == start and token[:-1].isdigit():
+    if not text[start:word_start].strip() and token[:-1].isdigit():
         return True  # list numbering: "3. Ontwikkelen van ..."
     return token in ABBREVIATIONS or bool(_DOTTED.fullmatch(token))
