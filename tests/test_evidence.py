@@ -333,3 +333,18 @@ def test_a_hyphenated_compound_meets_the_same_words_written_apart():
     assert best.text == written
     bm25 = BM25Index.build([1, 2], [other, written])
     assert bm25.scores("Wmo-begeleiding").argmax() == 1
+
+
+def test_a_typographic_apostrophe_is_a_plain_one():
+    """Documents write "thema’s" (word processors), people type "thema's": the same word, for
+    BM25 and for the sentences that answer."""
+    from rag.lexical import BM25Index
+    from rag.text.tokens import tokenize
+
+    assert tokenize("acht thema’s") == tokenize("acht thema's") == ["acht", "thema"]
+    assert tokenize("AMV’s en auto’s") == tokenize("AMV's en auto's")
+    written = "In het schema zijn acht thema’s geordend."
+    other = "Het schema is in 2025 vastgesteld."
+    (best, *_) = rank_evidence("Hoeveel thema's zijn er?", [Passage(1, f"{other} {written}", "Jeugd")])
+    assert best.text == written and best.coverage > 0
+    assert BM25Index.build([1, 2], [other, written]).scores("thema's").argmax() == 1

@@ -57,10 +57,12 @@ def _filler_stems() -> frozenset[str]:
 def tokenize(text: str) -> list[str]:
     """Lower-case words and numbers, Dutch stop words removed, Snowball-stemmed. A hyphenated
     compound counts as itself and as its parts: "Wmo-begeleiding" (as a question spells it) is
-    as often written "Wmo begeleiding" in the documents, "EU-lidstaat" as "EU lidstaat"."""
+    as often written "Wmo begeleiding" in the documents, "EU-lidstaat" as "EU lidstaat". A
+    typographic apostrophe is a plain one: "thema’s" (as word processors write it) and
+    "thema's" (as people type it) are both "thema"."""
     stop = dutch_stopwords()
     words: list[str] = []
-    for w in _WORD.findall(text.lower()):
+    for w in _WORD.findall(text.lower().replace("’", "'")):
         if w in stop:
             continue
         words.append(w)
