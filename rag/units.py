@@ -113,6 +113,12 @@ def _without_overlap(before: str, after: str) -> str:
     for k in range(limit, _OVERLAP_MIN - 1, -1):
         if before.endswith(after[:k]):
             return after[k:].lstrip()
+    # a shorter repeat counts when it is a whole line: the list's introduction ("Deze thema's
+    # zijn:") that ends one chunk and opens the next
+    first, _, rest = after.lstrip().partition("\n")
+    last = _lines(before)[-1:] or [""]
+    if first.strip() and first.strip() == last[0]:
+        return rest.lstrip()
     return after
 
 

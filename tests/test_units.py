@@ -12,7 +12,7 @@ from rag.ingest import parse_file
 from rag.pipeline import Pipeline
 from rag.retrieve import Retriever
 from rag.text.sentences import split_sentences
-from rag.types import Hit, Passage
+from rag.types import Chunk, Hit, Passage
 from rag.units import continuation, continues, expand_hits
 from tests.conftest import ScriptedLLM, ingest_docs
 
@@ -60,6 +60,28 @@ def test_either_half_of_a_cut_enumeration_becomes_the_whole_article(which):
     assert all(f"\n{g}" in whole.text for g in GROUNDS), whole.text
     assert whole.text.count("e. de cliënt niet meewerkt") == 1  # the chunks' overlap is not doubled
     assert whole.text.rstrip().endswith("kan worden beschouwd.")
+
+
+def test_a_short_introduction_repeated_by_the_next_chunk_is_not_doubled():
+    """The chunker's overlap carries the last line ("Deze thema's zijn:", shorter than the
+    usual overlap match) into the next chunk; the completed list has it once."""
+    head = ["Jeugd"]
+    first = Chunk(doc_id="d", text="Er zijn acht thema's.\nDeze thema's zijn:", heading_path=head, position=0)
+    second = Chunk(doc_id="d", text="Deze thema's zijn:\n1. Preventie;\n2. Basisteam.", heading_path=head, position=1)
+    chunks = [first, second]
+    hit = Hit(
+        chunk_id=0,
+        doc_id="d",
+        title="T",
+        source="s",
+        text=first.text,
+        heading_path=head,
+        page=None,
+        score=1.0,
+        position=0,
+    )
+    got = expand_hits([hit], _neighbour(chunks), 1500)[0].text
+    assert got == "Er zijn acht thema's.\nDeze thema's zijn:\n1. Preventie;\n2. Basisteam."
 
 
 def test_expansion_stays_in_its_section_and_within_the_limit():
