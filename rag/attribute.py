@@ -130,7 +130,7 @@ def attribute(
     for s in kept:
         body = s.sentence
         tail = ""
-        if body and body[-1] in ".!?":
+        if body and body[-1] in ".!?:;":  # "… niveaus [1]:", "1. Het sociaal klimaat [1];"
             body, tail = body[:-1], body[-1]
         parts.append(body + "".join(f" [{renumber[m]}]" for m in s.cited) + tail)
     return Attribution(text=" ".join(parts), cited_markers=order, sentences=kept, dropped=dropped)

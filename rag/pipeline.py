@@ -194,7 +194,7 @@ def cited_quote(text: str, marker: int = 1) -> str:
         if sentence.endswith("?"):
             out.append(sentence)
             continue
-        body, tail = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!" else (sentence, ".")
+        body, tail = (sentence[:-1], sentence[-1]) if sentence[-1:] in ".!:;" else (sentence, ".")
         out.append(f"{body.rstrip()} [{marker}]{tail}")
     return " ".join(out)
 

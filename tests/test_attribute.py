@@ -55,6 +55,13 @@ def test_missing_marker_is_added_and_wrong_marker_fixed():
     )
 
 
+def test_a_list_gets_its_markers_before_the_colon_and_semicolons():
+    """'… twee niveaus [1]: 1. … [1]; 2. … [1].', not '… niveaus: [1] 1. …'."""
+    lijst = Passage(1, "We werken op twee niveaus: 1. het sociaal klimaat; 2. de preventieve sfeer.", "Begroting 2020")
+    at = attribute("We werken op twee niveaus: 1. het sociaal klimaat; 2. de preventieve sfeer.", [lijst])
+    assert at.text == "We werken op twee niveaus [1]: 1. het sociaal klimaat [1]; 2. de preventieve sfeer [1]."
+
+
 def test_marker_outside_the_context_is_not_kept():
     at = attribute("Het aantal meldingen van huiselijk geweld steeg naar 1.450 [7].", P)
     assert at.cited_markers == [3]
