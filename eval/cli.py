@@ -70,12 +70,20 @@ def run_cmd(
     """Evaluate one dataset; writes a run folder with results.jsonl, results.json and report.html."""
     from .run import RunConfig, run
 
+    if ids is not None and not question_ids(ids):
+        raise typer.BadParameter("no question ids given (leave --ids out to run every question)", param_hint="--ids")
+    if out_dir is not None and resume is None and (out_dir / "config.json").exists():
+        # run() would continue that run with its saved options, not the ones given now
+        raise typer.BadParameter(
+            f"{out_dir} already holds a run; continue it with --resume {out_dir}, or choose a new folder",
+            param_hint="--out-dir",
+        )
     cfg = RunConfig(
         dataset=dataset,
         name=name,
         only=only,
         limit=limit,
-        ids=ids.split(",") if ids else None,
+        ids=question_ids(ids) if ids else None,
         split=split,
         data=str(data) if data else None,
         include_up=include_up,
@@ -107,6 +115,11 @@ def run_cmd(
 
         typer.echo(f"report: {write_report(run_dir)}")
     typer.echo(f"results: {run_dir / 'results.json'}")
+
+
+def question_ids(text: str) -> list[str]:
+    """The ids of a comma-separated --ids value, blanks left out."""
+    return [i.strip() for i in text.split(",") if i.strip()]
 
 
 def format_summary(results: dict) -> str:

@@ -446,6 +446,22 @@ def test_register_adds_eval_group():
     assert out.exit_code == 0 and "compare" in out.output and "ablate" in out.output
 
 
+def test_run_refuses_an_empty_id_list_and_an_existing_run_folder(tmp_path):
+    """'--ids ""' would run every question, and an --out-dir that holds a run would silently
+    continue it with its saved options: both are errors before anything is loaded."""
+    from typer.testing import CliRunner
+
+    from eval.cli import app, question_ids
+
+    assert question_ids(" q001, ,q002,") == ["q001", "q002"]
+    out = CliRunner().invoke(app, ["run", "--ids", " , "])
+    assert out.exit_code == 2 and "no question ids" in out.output
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    out = CliRunner().invoke(app, ["run", "--ids", "q001", "--out-dir", str(tmp_path)])
+    said = " ".join(out.output.replace("│", " ").split())  # the error panel wraps long lines
+    assert out.exit_code == 2 and "already holds a run" in said and "--resume" in said
+
+
 def test_rescore_recomputes_answer_metrics_without_the_llm(tmp_path, hash_embedder):
     gold = tmp_path / "gold.jsonl"
     gold.write_text(
