@@ -35,6 +35,11 @@ _ASKS = [
 ]
 
 
+def _capitals(short: str) -> bool:
+    """Written as an abbreviation: two capitals or more ("GON", "WIJ", "IZA"), not "Wat"."""
+    return sum(c.isupper() for c in short) >= 2
+
+
 # "Wat is GOTU?", "Wat is de WMO?", "What is the IZA?": asks what it is; its long form is part of
 # the answer, though not all of it
 _NAMES = re.compile(
@@ -47,7 +52,7 @@ def named_abbreviation(question: str) -> str | None:
     if asked_abbreviation(question):
         return None
     for m in _NAMES.finditer(question):
-        if sum(c.isupper() for c in m.group(1)) >= 2:
+        if _capitals(m.group(1)):
             return m.group(1)
     return None
 
@@ -57,7 +62,7 @@ def asked_abbreviation(question: str) -> str | None:
     for pattern in _ASKS:
         for m in pattern.finditer(question):
             short = m.group(1)
-            if sum(c.isupper() for c in short) >= 2:
+            if _capitals(short):
                 return short
     return None
 
@@ -125,7 +130,7 @@ def definitions(text: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for m in _DEFINED.finditer(text):
         short = m.group(1) or m.group(2)
-        if short in found or sum(c.isupper() for c in short) < 2:
+        if short in found or not _capitals(short):
             continue
         if long := find_expansion(short, text):
             found[short] = long
