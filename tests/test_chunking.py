@@ -79,6 +79,11 @@ def test_a_numbered_list_item_is_a_sentence_with_its_number() -> None:
         "Daarna volgt 13.",
         "Klaar.",
     ]
+    # a list a colon opens starts at one: "tot: 3." ends a sentence with a number
+    assert split_sentences("Het aantal steeg tot: 3. Daarna volgde een pauze.") == [
+        "Het aantal steeg tot: 3.",
+        "Daarna volgde een pauze.",
+    ]
 
 
 # --- packing, limits, overlap --------------------------------------------------------------
