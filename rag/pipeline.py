@@ -172,6 +172,19 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
+def within_margin(hits: Sequence[Hit], margin: float) -> list[Hit]:
+    """The hits whose dense score is within ``margin`` of the best, in their order, and those
+    from the same documents; the first hit always (it may have been put first by a rule, as a
+    defining passage or the named year's is). Hits without a dense score are kept."""
+    scores = [h.dense_score for h in hits if h.dense_score is not None]
+    if margin <= 0 or not scores:
+        return list(hits)
+    floor = max(scores) - margin
+    near = [i == 0 or h.dense_score is None or h.dense_score >= floor for i, h in enumerate(hits)]
+    docs = {h.doc_id for h, ok in zip(hits, near) if ok}
+    return [h for h, ok in zip(hits, near) if ok or h.doc_id in docs]
+
+
 def names_what_it_asks(question: Question, hits: Sequence[Hit]) -> bool:
     """Does one retrieved passage name what the question names: the abbreviation it asks about
     ("Waar staat SES voor?"), or every name in it ("Wat houdt Druk en Dwars in?")? A question
@@ -387,6 +400,7 @@ class Pipeline:
 
         if by_year:
             result.hits = order_by_year(result.hits, standalone.text, k, s.year_margin, s.recency_margin)
+        result.hits = within_margin(result.hits, s.context_score_margin)
         hits = self.whole_units(result)
         ctx = build_context(standalone, hits, self.prompts, self.llm.count_tokens, s.context_tokens)
         if s.focus_sentences > 0:

@@ -444,3 +444,14 @@ def test_a_follow_up_that_leans_on_its_earlier_question_is_a_typed_question():
     assert q.text == "Was dat unaniem?"  # what the checks, the answer kind and the quote gate read
     assert Question.of("Wat kost het?") == Question("Wat kost het?") and Question.of(q) is q
     assert Question("Wat kost het?").with_earlier == "Wat kost het?"
+
+
+def test_context_score_margin_leaves_out_other_documents_far_below_the_best(pipeline_factory, settings):
+    p, llm = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    p.ask("Hoeveel extra plekken krijgt de nachtopvang aan de Hereweg?")
+    assert "[2]" in llm.calls[-1][-1]["content"]  # off: both documents' passages are given
+    settings.context_score_margin = 1e-6
+    a = p.ask("Hoeveel extra plekken krijgt de nachtopvang aan de Hereweg?")
+    user = llm.calls[-1][-1]["content"]
+    assert "[2]" not in user and "Hereweg" in user and "mantelzorg" not in user
+    assert [c.doc_id for c in a.citations] == ["docs/raadsbrief-2022-opvang"]
