@@ -19,9 +19,7 @@ _BOUNDARY = re.compile(r"[.!?…]+[\"'’”)\]]*(?=\s+[\"'‘“(\[]?[A-Z0-9À-
 # a numbered list item ("1. ", "2) ") starts a sentence of its own where a line starts with it,
 # where it follows the semicolon that ends the item before, or, as the first item ("1."), the
 # colon that opens the list ("het aantal: 3. Daarna …" is a number ending a sentence)
-_ITEM_START = re.compile(
-    r"(?:\n|(?<=;))[^\S\n]*\n?\s*(?=\(?\d{1,2}[.)]\s)|(?<=:)[^\S\n]*\n?\s*(?=\(?1[.)]\s)"
-)
+_ITEM_START = re.compile(r"(?:\n|(?<=;))[^\S\n]*\n?\s*(?=\(?\d{1,2}[.)]\s)|(?<=:)[^\S\n]*\n?\s*(?=\(?1[.)]\s)")
 
 
 def split_sentences(text: str) -> list[str]:
