@@ -281,6 +281,14 @@ class Settings(VraagbaakSettings):
     # +1.1 s (median of 8 paired; the state is saved after each answer). On for a chat
     # product; 0 where follow-ups are rare.
     llm_ram_cache_mb: int = Field(512, ge=0)
+    # llama_cpp: every prompt resumes from the saved state of its fixed messages (system prompt
+    # and worked examples), evaluated on their own, so the same prompt always gets the same
+    # answer, whatever was asked before (rag/llm/llama_cpp.py: _resume_fixed_prefix; before, an
+    # eval run's q053 was answered after one question and refused after another). It replaces
+    # LlamaRAMCache: llm_ram_cache_mb then holds the states of earlier prompts (a repeated
+    # question starts at once) and a switch between the answer and rewrite prompts is a state
+    # load. Off = llama-cpp-python's reuse of the longest prefix shared with the previous prompt
+    llm_fixed_prefix: bool = True
     # Where the backend runs (rag/llm/worker.py): "process" = a worker process, so a crash of
     # native code (llama.cpp) is a 503 and a log line, not a dead API; "inline" = in this
     # process; "auto" = a worker for llama_cpp, inline for the others (openai is only HTTP).

@@ -668,6 +668,49 @@ def test_llama_cpp_real_model(real_llama):
         del b.llm.save_state
 
 
+@pytest.mark.slow
+def test_llama_cpp_fixed_prefix_gives_the_same_answer_whatever_came_before(real_llama):
+    """The answer prompt is evaluated from the same state every time: the fixed messages alone,
+    then the rest, not from wherever the previous prompt's shared prefix happened to end (which
+    changed greedy answers with the question before). A repeated prompt is a state load."""
+    import llama_cpp
+
+    b = real_llama
+    assert b._init_fixed_prefix()
+    b.fixed_prefix, b._prompt_cache_bytes = True, 256 << 20
+    system = {"role": "system", "content": "Je bent de Vraagbaak van de gemeente. Antwoord kort. " * 20}
+    shared = "Fragmenten: [1] Begroting 2023 › Opvang. De nachtopvang aan de Hereweg krijgt 60 extra plekken. "
+    asked = [system, {"role": "user", "content": shared + "Vraag: Hoeveel plekken krijgt de nachtopvang erbij?"}]
+    near = [system, {"role": "user", "content": shared + "Vraag: Waar ligt de nachtopvang?"}]
+    far = [system, {"role": "user", "content": "Wat is een motie?"}]
+    rewrite = [{"role": "user", "content": "Herschrijf de vraag: En die van vorig jaar?"}]
+    params = GenerationParams(max_tokens=16)
+    try:
+        answers, prefilled = [], []
+        for before in (near, far, rewrite):
+            b.chat(before, GenerationParams(max_tokens=2))
+            b._prompt_states.clear()  # not a repeat: evaluated, not loaded
+            llama_cpp.llama_perf_context_reset(b.llm.ctx)
+            answers.append(b.chat(asked, params))
+            prefilled.append(llama_cpp.llama_perf_context(b.llm.ctx).n_p_eval)
+        assert answers[0].strip() and len(set(answers)) == 1, answers
+        # the same tokens evaluated each time: after the fixed system message, the whole question
+        assert len(set(prefilled)) == 1 and prefilled[0] >= b.count_tokens(shared), prefilled
+        assert len(b._prefix_states) == 1  # the system message's state, kept once
+
+        b.chat(far, GenerationParams(max_tokens=2))
+        llama_cpp.llama_perf_context_reset(b.llm.ctx)
+        again = b.chat(asked, params)  # asked before: its state is loaded, only its last token evaluated
+        assert again == answers[0]
+        assert llama_cpp.llama_perf_context(b.llm.ctx).n_p_eval == 1
+        assert all(st.scores.nbytes < 4 << 20 for st in b._prompt_states.values())
+    finally:
+        b.fixed_prefix, b._prompt_cache_bytes = False, 0
+        b._prefix_states.clear()
+        b._prompt_states.clear()
+        b._kv_prefix = None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,9 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+
+# saved states of fixed prompt prefixes (the answer prompt's, the rewrite prompt's), ~26 MiB each
+_PREFIX_STATES = 4
 
 __all__ = ["LlamaCppBackend", "default_threads"]
 
@@ -52,6 +56,8 @@ def default_threads() -> int:
 class LlamaCppBackend(ChatMixin):
     """A GGUF model run by llama.cpp on the CPU."""
 
+    fixed_prefix = False  # every prompt evaluated from its fixed messages' state (_resume_fixed_prefix)
+
     def __init__(
         self,
         model_path: str,
@@ -61,6 +67,7 @@ class LlamaCppBackend(ChatMixin):
         n_batch: int = 512,
         seed: int = 0,
         ram_cache_bytes: int = 0,
+        fixed_prefix: bool = False,
         lock_timeout: float | None = None,
         cpu_variant: str = "auto",
         **llama_kwargs: Any,
@@ -98,7 +105,14 @@ class LlamaCppBackend(ChatMixin):
         except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
             raise LLMError(f"llama.cpp cannot load {self.model_path}: {exc}") from exc
         self.context_window = int(self.llm.n_ctx())
-        if ram_cache_bytes > 0:
+        self._prefix_states: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._formatter: Any = None
+        self._kv_prefix: tuple[int, ...] | None = None  # the fixed prefix the KV cache starts with
+        self._prompt_states: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._prompt_cache_bytes = ram_cache_bytes
+        self._prompt_bytes = 0
+        self.fixed_prefix = fixed_prefix and self._init_fixed_prefix()
+        if ram_cache_bytes > 0 and not self.fixed_prefix:
             self.enable_ram_cache(ram_cache_bytes)
 
     def enable_ram_cache(self, capacity_bytes: int) -> None:
@@ -113,19 +127,97 @@ class LlamaCppBackend(ChatMixin):
         """
         import llama_cpp
 
+        self.llm.save_state = self._lean_state
+        self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=int(capacity_bytes)))
+
+    # ---------------------------------------------------------------- fixed prefix
+
+    def _init_fixed_prefix(self) -> bool:
+        """The GGUF's chat template, to know where the fixed messages end (False: another chat
+        format, whose prompt this backend cannot render; prefix reuse then stays llama-cpp-python's)."""
+        from llama_cpp import llama_chat_format
+
         llm = self.llm
-        full_save = type(llm).save_state
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template or llm.chat_handler is not None or llm.chat_format != "chat_template.default":
+            log.warning("llama_cpp: no GGUF chat template in use; answers may depend on the previous prompt")
+            return False
 
-        def lean_save_state():
-            scores = llm.scores
-            llm.scores = scores[:1]  # save_state copies llm.scores[:n_tokens]
-            try:
-                return full_save(llm)
-            finally:
-                llm.scores = scores
+        def text(token_id: int) -> str:
+            return llm._model.token_get_text(token_id) if token_id != -1 else ""
 
-        llm.save_state = lean_save_state
-        llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=int(capacity_bytes)))
+        self._formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
+        )
+        return True
+
+    def _tokens(self, messages: list[Message], generation_prompt: bool) -> list[int]:
+        self._formatter.add_generation_prompt = generation_prompt
+        result = self._formatter(messages=messages)
+        return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
+
+    def _resume_fixed_prefix(self, messages: list[Message]) -> None:
+        """Evaluate every prompt the same way: its fixed messages (all but the last: the system
+        prompt and worked examples, the same for every question) on their own, then the rest
+        but its last token, then (in llama-cpp-python's ``generate``) the last token.
+
+        llama-cpp-python reuses the KV cache up to the longest prefix shared with the previous
+        prompt; where that ends depends on the previous question (two answer prompts whose first
+        passage has the same heading share more), and so do the batches the rest is evaluated
+        in. The floating-point results differ a little with them, enough to change a greedy
+        answer: in an eval run the same question and passages got "In mei [1]." after one
+        question and a refusal after another. Here the state after the fixed messages is kept
+        (a few: the answer prompt's, the rewrite prompt's), and so is the state after each
+        prompt but its last token (``ram_cache_bytes`` of them): a switch between prompt kinds
+        and a repeated question are state loads, and the same prompt gets the same answer,
+        whatever was asked before."""
+        llm = self.llm
+        fixed = self._tokens(list(messages[:-1]), generation_prompt=False) if len(messages) > 1 else []
+        full = self._tokens(list(messages), generation_prompt=True)
+        body = tuple(full[:-1])
+        k = 0
+        for a, b in zip(fixed, body):
+            if a != b:
+                break
+            k += 1
+        key = body[:k]
+        if body in self._prompt_states:  # asked before: resume where its last token comes next
+            self._prompt_states.move_to_end(body)
+            llm.load_state(self._prompt_states[body])
+            self._kv_prefix = key if k else None
+            return
+        if k == 0:
+            llm.reset()  # nothing fixed: evaluated from the start
+        elif self._kv_prefix == key and llm.n_tokens >= k:
+            llm.n_tokens = k  # the fixed messages are in the KV cache: reuse them, no more
+        elif key in self._prefix_states:
+            self._prefix_states.move_to_end(key)
+            llm.load_state(self._prefix_states[key])
+        else:
+            llm.reset()
+            llm.eval(list(key))
+            self._prefix_states[key] = self._lean_state()
+            while len(self._prefix_states) > _PREFIX_STATES:
+                self._prefix_states.popitem(last=False)
+        self._kv_prefix = key if k else None
+        if len(body) > k:
+            llm.eval(list(body[k:]))
+        if self._prompt_cache_bytes > 0:
+            self._prompt_states[body] = state = self._lean_state()
+            self._prompt_bytes += state.llama_state_size
+            while self._prompt_bytes > self._prompt_cache_bytes and self._prompt_states:
+                _, old = self._prompt_states.popitem(last=False)
+                self._prompt_bytes -= old.llama_state_size
+
+    def _lean_state(self) -> Any:
+        """``save_state`` without llama-cpp-python's logits buffer (see ``enable_ram_cache``)."""
+        llm = self.llm
+        scores = llm.scores
+        llm.scores = scores[:1]
+        try:
+            return type(llm).save_state(llm)
+        finally:
+            llm.scores = scores
 
     @classmethod
     def from_settings(cls, settings: Any) -> LlamaCppBackend:
@@ -138,6 +230,7 @@ class LlamaCppBackend(ChatMixin):
             n_threads=settings.llm_threads,
             n_batch=settings.llm_batch,
             ram_cache_bytes=int(settings.llm_ram_cache_mb) << 20,
+            fixed_prefix=settings.llm_fixed_prefix,
             cpu_variant=settings.llm_cpu_variant,
         )
 
@@ -149,6 +242,8 @@ class LlamaCppBackend(ChatMixin):
         stream = None
         try:
             try:
+                if self.fixed_prefix:
+                    self._resume_fixed_prefix(messages)
                 stream = self.llm.create_chat_completion(
                     messages=messages,
                     stream=True,
