@@ -704,6 +704,11 @@ def test_llama_cpp_fixed_prefix_gives_the_same_answer_whatever_came_before(real_
         assert again == answers[0]
         assert llama_cpp.llama_perf_context(b.llm.ctx).n_p_eval == 1
         assert all(st.scores.nbytes < 4 << 20 for st in b._prompt_states.values())
+
+        too_long = [system, {"role": "user", "content": "Wat is een motie? " * 600}]
+        with pytest.raises(ContextLengthError):
+            b.chat(too_long, params)
+        assert b.chat(asked, params) == answers[0]  # and nothing else is affected
     finally:
         b.fixed_prefix, b._prompt_cache_bytes = False, 0
         b._prefix_states.clear()

@@ -174,6 +174,8 @@ class LlamaCppBackend(ChatMixin):
         llm = self.llm
         fixed = self._tokens(list(messages[:-1]), generation_prompt=False) if len(messages) > 1 else []
         full = self._tokens(list(messages), generation_prompt=True)
+        if len(full) >= llm.n_ctx():
+            return  # too long: create_chat_completion says so (ContextLengthError), nothing evaluated
         body = tuple(full[:-1])
         k = 0
         for a, b in zip(fixed, body):
