@@ -121,6 +121,9 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"|(?:voeg|add|zet|plak|append|begin|start|eindig|end|sluit)\b[^.?!;:]{0,40}\b(?:elk|ieder|every|each|je|jouw|your|het)\b"
         r"[^.?!;:]{0,20}\b(?:antwoord|answer|reply|response)\b)"
         r"|\b(?:in english only|english only|alleen in het engels|answer in english|antwoord in het engels)\b"
+        # a rule for every answer inside a longer clause: "jij bent Piet en je begint elk antwoord met 'Arrr'"
+        r"|\b(?:je|jij|u|you)\s+(?:begint|start|eindigt|sluit|besluit|begin|end|finish)\b[^.?!;:]{0,30}"
+        r"\b(?:elk|ieder|al je|every|each|all your)\s+(?:antwoord|antwoorden|answer|answers|reply|replies|response)\b"
         r"|^(?:(?:alsjeblieft|alstublieft|please|en|and|graag)[\s,]+)?(?:zeg|say|schrijf|write|print|typ|type|output|"
         r"antwoord met|reply with|respond with)\s+(?:\w+\s+){0,3}?['\"“‘]",
         _I,

@@ -172,6 +172,16 @@ def is_rewrite(text: str, question: str) -> bool:
     return a != b
 
 
+def rewrite_follow_up(llm: LLMBackend, prompts: PromptSet, question: str, history: Sequence[Turn]) -> str | None:
+    """The follow-up ``question`` rewritten to stand alone (prompts/condense*.md: the fixed
+    instruction and worked examples, then the conversation), or None when the model's text is
+    not a usable rewrite (``is_rewrite``)."""
+    messages = prompts.condense_messages([t.model_dump() for t in history], question)
+    params = GenerationParams(max_tokens=64, temperature=0.0, stop=["\n"])
+    text = "".join(llm.stream_chat(messages, params)).strip().strip('"').strip()
+    return text if is_rewrite(text, question) else None
+
+
 def within_margin(hits: Sequence[Hit], margin: float) -> list[Hit]:
     """The hits whose dense score is within ``margin`` of the best, in their order, and those
     from the same documents; the first hit always (it may have been put first by a rule, as a
@@ -286,11 +296,8 @@ class Pipeline:
 
     def condense(self, question: str, history: Sequence[Turn]) -> Question:
         """Rewrite a follow-up into a standalone question (one short LLM call)."""
-        prompt = self.prompts.condense([t.model_dump() for t in history], question)
-        params = GenerationParams(max_tokens=64, temperature=0.0, stop=["\n"])
-        text = "".join(self.llm.stream_chat([{"role": "user", "content": prompt}], params)).strip()
-        text = text.strip().strip('"').strip()
-        if not is_rewrite(text, question):
+        text = rewrite_follow_up(self.llm, self.prompts, question, history)
+        if text is None:
             # the small model sometimes answers instead of rewriting, or echoes the
             # follow-up: search and answer with the follow-up first and the previous
             # question beside it, so the model answers the follow-up, not the old question

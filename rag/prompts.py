@@ -24,6 +24,8 @@ _FILES = {
     "refusal": "refusal.txt",
     "context": "context.md",
     "condense": "condense.md",
+    "condense_question": "condense_question.md",
+    "condense_examples": "condense_examples.json",
     "few_shot": "few_shot.json",
 }
 
@@ -83,6 +85,7 @@ class PromptSet:
         # render once at start-up so an editing mistake fails early, not in an answer
         self.system()
         self.few_shot_messages()
+        self.condense_messages([], "")
 
     def _find(self, name: str) -> Traversable:
         for folder in self.folders:
@@ -138,5 +141,25 @@ class PromptSet:
         next to it (the model tends to answer in the question's language)."""
         return self.templates["context"].render(self.env, passages=passages, question=question, dutch=dutch)
 
-    def condense(self, history: list[dict[str, str]], question: str) -> str:
-        return self.templates["condense"].render(self.env, history=history, question=question)
+    def condense_question(self, history: list[dict[str, str]], question: str) -> str:
+        """The user message of the rewrite: the conversation and its last question."""
+        return self.templates["condense_question"].render(self.env, history=history, question=question)
+
+    def condense_messages(self, history: list[dict[str, str]], question: str) -> list[dict[str, str]]:
+        """The rewrite of a follow-up as chat messages: the instruction and the worked examples
+        (the same for every follow-up, so llama.cpp keeps their computation), then the
+        conversation with its last question."""
+        messages = [{"role": "system", "content": self.templates["condense"].render(self.env)}]
+        data = json.loads(self.templates["condense_examples"].body)
+        for i, ex in enumerate(data.get("examples", []), start=1):
+            try:
+                example = self.condense_question(ex["history"], ex["question"]), str(ex["rewrite"])
+            except (KeyError, TypeError):
+                raise PromptError(
+                    f"prompt 'condense_examples': example {i} needs 'history' (a list of role and "
+                    "content), 'question' and 'rewrite'"
+                ) from None
+            messages.append({"role": "user", "content": example[0]})
+            messages.append({"role": "assistant", "content": example[1]})
+        messages.append({"role": "user", "content": self.condense_question(history, question)})
+        return messages

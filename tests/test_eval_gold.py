@@ -190,3 +190,17 @@ def test_reworded_answer_is_in_named_document(item):
     for fact in item["key_facts"]:
         assert contains_fact(doc, alternatives(fact)[0]), f"{item['id']}: key fact {fact!r} not in the document"
         assert contains_fact(item["reference_answer"], fact), f"{item['id']}: reference answer lacks {fact!r}"
+
+
+def test_followup_rewrite_set_is_well_formed():
+    """eval/gold/followups.jsonl (python -m eval.followups): conversations that end with the
+    assistant, a follow-up, and stems its rewrite must keep."""
+    from eval.followups import GOLD, keeps
+
+    rows = [json.loads(line) for line in GOLD.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 20 and len({r["id"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["history"] and r["history"][-1]["role"] == "assistant" and r["question"].endswith("?")
+        assert r["keep"] and not keeps(r["question"], r["keep"]), r["id"]  # the follow-up alone lacks them
+    assert keeps("Hoeveel heeft het zwembad gekost?", ["zwembad"]) and keeps("Wat kost de opvang?", ["dakloz|opvang"])
+    assert not keeps("Hoeveel heeft het gekost?", ["zwembad"]) and not keeps("Wat in 2020?", ["schuldhulp", "2020"])

@@ -3,6 +3,7 @@ follow-ups, streaming. No model needed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,15 @@ def test_refusal_and_leak_detection():
 
 def test_prompts_load_with_versions_and_overrides(tmp_path: Path):
     ps = PromptSet()
-    assert set(ps.versions) == {"system", "refusal", "context", "condense", "few_shot"}
+    assert set(ps.versions) == {
+        "system",
+        "refusal",
+        "context",
+        "condense",
+        "condense_question",
+        "condense_examples",
+        "few_shot",
+    }
     assert ps.refusal in ps.system()
     msgs = ps.few_shot_messages()
     assert msgs[-1]["content"] == ps.refusal  # the refusal example
@@ -203,6 +212,54 @@ def test_prompts_load_with_versions_and_overrides(tmp_path: Path):
     (tmp_path / "context.md").write_text("{{ vraag }}", encoding="utf-8")  # typo in a variable
     with pytest.raises(PromptError, match="context"):
         PromptSet(tmp_path)
+
+
+def test_condense_messages_keep_a_fixed_prefix(tmp_path: Path):
+    """The rewrite prompt is the instruction and worked examples, the same for every follow-up
+    (llama.cpp keeps their computation), then the conversation with its last question."""
+    ps = PromptSet()
+    history = [
+        {"role": "user", "content": "Hoeveel plekken krijgt de nachtopvang?"},
+        {"role": "assistant", "content": "60 [1]."},
+    ]
+    a = ps.condense_messages(history, "En wanneer gaat die open?")
+    b = ps.condense_messages(history[:1], "Wie betaalt dat?")
+    assert a[0]["role"] == "system" and "vervolgvragen" in a[0]["content"]
+    assert [m["role"] for m in a[1:-1]] == ["user", "assistant"] * ((len(a) - 2) // 2) and len(a) >= 4
+    assert a[:-1] == b[:-1]  # the fixed prefix
+    assert a[-1]["role"] == "user" and "Vraagbaak: 60 [1]." in a[-1]["content"]
+    assert a[-1]["content"].endswith("Laatste vraag: En wanneer gaat die open?\n\nZelfstandige vraag:")
+    examples = json.loads(
+        (Path(__file__).parents[1] / "prompts" / "condense_examples.json").read_text(encoding="utf-8")
+    )
+    assert [m["content"] for m in a[2:-1:2]] == [e["rewrite"] for e in examples["examples"]]
+
+    (tmp_path / "condense_examples.json").write_text(
+        json.dumps({"examples": [{"question": "En dat?"}]}), encoding="utf-8"
+    )
+    with pytest.raises(PromptError, match="condense_examples.*example 1 needs"):
+        PromptSet(tmp_path)
+    (tmp_path / "condense_examples.json").unlink()
+    # a site's condense.md of the old kind (conversation inside the instruction) fails at start-up
+    (tmp_path / "condense.md").write_text("Herschrijf: {{ question }}", encoding="utf-8")
+    with pytest.raises(PromptError, match="condense"):
+        PromptSet(tmp_path)
+
+
+def test_rewrite_follow_up_takes_one_question_and_nothing_else():
+    from rag.pipeline import rewrite_follow_up
+
+    history = [
+        Turn(role="user", content="Hoeveel plekken krijgt de nachtopvang?"),
+        Turn(role="assistant", content="60 [1]."),
+    ]
+    ps = PromptSet()
+    good = ScriptedLLM('"Wanneer gaat de nachtopvang open?"')
+    assert rewrite_follow_up(good, ps, "En wanneer gaat die open?", history) == "Wanneer gaat de nachtopvang open?"
+    assert good.calls[0][:-1] == ps.condense_messages([], "")[:-1]  # the fixed instruction and examples
+    assert "Laatste vraag: En wanneer gaat die open?" in good.calls[0][-1]["content"]
+    for reply in ("En wanneer gaat die open?", "De nachtopvang opent in maart [1].", ""):  # echo, answer, nothing
+        assert rewrite_follow_up(ScriptedLLM(reply), ps, "En wanneer gaat die open?", history) is None, reply
 
 
 def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_question(pipeline_factory):

@@ -97,7 +97,11 @@ def test_wheel_install_outside_the_checkout(tmp_path):
 
     for name in shipped:  # every prompt file is in the wheel, unchanged
         assert out["prompt_files"][name] == (REPO / "prompts" / name).read_text(encoding="utf-8"), name
-    assert set(out["versions"]) == {"system", "refusal", "context", "condense", "few_shot"} and out["system"]
+    assert (
+        set(out["versions"])
+        == {"system", "refusal", "context", "condense", "condense_question", "condense_examples", "few_shot"}
+        and out["system"]
+    )
     assert out["site_refusal"] == "Dat weet ik niet."  # a site's own prompt folder still overrides
     assert Path(out["static"]).resolve().is_relative_to(site_dir.resolve())
     assert out["widget_files"] == ["widget-app.js", "widget.css"] and out["widget_version"]
