@@ -704,6 +704,8 @@ def test_llama_cpp_fixed_prefix_gives_the_same_answer_whatever_came_before(real_
         assert again == answers[0]
         assert llama_cpp.llama_perf_context(b.llm.ctx).n_p_eval == 1
         assert all(st.scores.nbytes < 4 << 20 for st in b._prompt_states.values())
+        # kept once the answer was written (not in the time to the first token): the answer is in it
+        assert all(st.n_tokens > len(body) for body, st in b._prompt_states.items())
 
         too_long = [system, {"role": "user", "content": "Wat is een motie? " * 600}]
         with pytest.raises(ContextLengthError):

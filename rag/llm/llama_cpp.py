@@ -156,7 +156,7 @@ class LlamaCppBackend(ChatMixin):
         result = self._formatter(messages=messages)
         return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
-    def _resume_fixed_prefix(self, messages: list[Message]) -> None:
+    def _resume_fixed_prefix(self, messages: list[Message]) -> tuple[int, ...] | None:
         """Evaluate every prompt the same way: its fixed messages (all but the last: the system
         prompt and worked examples, the same for every question) on their own, then the rest
         but its last token, then (in llama-cpp-python's ``generate``) the last token.
@@ -170,12 +170,14 @@ class LlamaCppBackend(ChatMixin):
         (a few: the answer prompt's, the rewrite prompt's), and so is the state after each
         prompt but its last token (``ram_cache_bytes`` of them): a switch between prompt kinds
         and a repeated question are state loads, and the same prompt gets the same answer,
-        whatever was asked before."""
+        whatever was asked before. Returns the tokens whose state is to be kept once the answer
+        is written (``_keep_prompt_state``: the save is not in the time to the first token),
+        or None."""
         llm = self.llm
         fixed = self._tokens(list(messages[:-1]), generation_prompt=False) if len(messages) > 1 else []
         full = self._tokens(list(messages), generation_prompt=True)
         if len(full) >= llm.n_ctx():
-            return  # too long: create_chat_completion says so (ContextLengthError), nothing evaluated
+            return None  # too long: create_chat_completion says so (ContextLengthError), nothing evaluated
         body = tuple(full[:-1])
         k = 0
         for a, b in zip(fixed, body):
@@ -186,8 +188,9 @@ class LlamaCppBackend(ChatMixin):
         if body in self._prompt_states:  # asked before: resume where its last token comes next
             self._prompt_states.move_to_end(body)
             llm.load_state(self._prompt_states[body])
+            llm.n_tokens = len(body)  # the state also holds the answer written after it
             self._kv_prefix = key if k else None
-            return
+            return None
         if k == 0:
             llm.reset()  # nothing fixed: evaluated from the start
         elif self._kv_prefix == key and llm.n_tokens >= k:
@@ -204,12 +207,21 @@ class LlamaCppBackend(ChatMixin):
         self._kv_prefix = key if k else None
         if len(body) > k:
             llm.eval(list(body[k:]))
-        if self._prompt_cache_bytes > 0:
-            self._prompt_states[body] = state = self._lean_state()
-            self._prompt_bytes += state.llama_state_size
-            while self._prompt_bytes > self._prompt_cache_bytes and self._prompt_states:
-                _, old = self._prompt_states.popitem(last=False)
-                self._prompt_bytes -= old.llama_state_size
+        return body if self._prompt_cache_bytes > 0 else None
+
+    def _keep_prompt_state(self, body: tuple[int, ...]) -> None:
+        """Keep the state after ``body`` once the answer is written. The KV cache then holds the
+        answer's tokens after it; a repeat loads the state and resumes at ``len(body)`` (llama.cpp
+        drops the cells after it before the next decode), with the same numbers as the first time."""
+        llm = self.llm
+        n = len(body)
+        if llm.n_tokens < n or tuple(int(t) for t in llm.input_ids[:n]) != body:
+            return  # not evaluated after all (an error before the first decode)
+        self._prompt_states[body] = state = self._lean_state()
+        self._prompt_bytes += state.llama_state_size
+        while self._prompt_bytes > self._prompt_cache_bytes and self._prompt_states:
+            _, old = self._prompt_states.popitem(last=False)
+            self._prompt_bytes -= old.llama_state_size
 
     def _lean_state(self) -> Any:
         """``save_state`` without llama-cpp-python's logits buffer (see ``enable_ram_cache``)."""
@@ -242,10 +254,11 @@ class LlamaCppBackend(ChatMixin):
         params = params or GenerationParams()
         acquire_model(self._lock, self.lock_timeout)
         stream = None
+        keep: tuple[int, ...] | None = None
         try:
             try:
                 if self.fixed_prefix:
-                    self._resume_fixed_prefix(messages)
+                    keep = self._resume_fixed_prefix(messages)
                 stream = self.llm.create_chat_completion(
                     messages=messages,
                     stream=True,
@@ -269,11 +282,18 @@ class LlamaCppBackend(ChatMixin):
             # On an early close (GeneratorExit) this closes the chat-chunk generator, which
             # drops the completion generator and llama's token generator: no further
             # decode step runs.  Then the model is free for the next caller.
-            if stream is not None:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-            self._lock.release()
+            try:
+                if stream is not None:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+                if keep is not None:
+                    try:
+                        self._keep_prompt_state(keep)
+                    except Exception:  # the answer is written; only a later repeat is slower
+                        log.warning("llama_cpp: could not keep the prompt state", exc_info=True)
+            finally:
+                self._lock.release()
 
     # ---------------------------------------------------------------- tokens
 
