@@ -33,7 +33,7 @@ from .evidence import (
 )
 from .guard import check_question, strip_instructions
 from .language import detect_language
-from .llm import GenerationParams, LLMBackend, load_llm
+from .llm import GenerationParams, LLMBackend, complete, load_llm
 from .prompts import PromptSet
 from .recency import label_sources, order_by_year, reorders
 from .retrieve import Filters, Retriever, SearchResult
@@ -341,6 +341,23 @@ class Pipeline:
         for r, h in enumerate(hits, start=1):
             h.rank = r
         return SearchResult(query=result.query, hits=hits, timings=result.timings, generation=result.generation)
+
+    def warm_up(self) -> float:
+        """Evaluate the fixed parts of the answer prompt and of the follow-up rewrite once (one
+        token each), so that a backend which keeps their computation (llama_cpp's fixed prefix)
+        has it before the first question. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        params = GenerationParams(max_tokens=1, temperature=0.0)
+        turns = [
+            {"role": "user", "content": "Wat is een motie?"},
+            {"role": "assistant", "content": self.prompts.refusal},
+        ]
+        for messages in (
+            chat_messages(self.prompts, [], Question("Wat is een motie?")),
+            self.prompts.condense_messages(turns, "En een amendement?"),
+        ):
+            complete(self.llm, messages, params)
+        return time.perf_counter() - t0
 
     # -- the whole pipeline ----------------------------------------------------------
     def stream(

@@ -169,6 +169,16 @@ def _fastapi_class():
         return FastAPI
 
 
+async def _warm_up(state: ServiceState, pipeline: Any) -> None:
+    """The fixed prompt parts evaluated before /readyz says ready (``Pipeline.warm_up``); a
+    failure is logged and the service starts all the same (the first question then pays)."""
+    try:
+        seconds = await state.in_worker(pipeline.warm_up)
+        log.info("fixed prompts evaluated", extra={"seconds": round(seconds, 1)})
+    except Exception:
+        log.warning("warming up the model failed; the first question will be slower", exc_info=True)
+
+
 async def _load(state: ServiceState) -> None:
     """Load the pipeline. Without an index yet (``vraagbaak ingest`` not run), wait for one
     and load then; any other failure is reported by /readyz and the log."""
@@ -181,9 +191,12 @@ async def _load(state: ServiceState) -> None:
         while True:
             t0 = time.perf_counter()
             try:
-                state.pipeline = await state.in_worker(Pipeline.from_settings, state.settings)
-                state.load_error = None
+                pipeline = await state.in_worker(Pipeline.from_settings, state.settings)
                 log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 1)})
+                if state.settings.llm_warm_up and state.settings.llm_backend == "llama_cpp":
+                    await _warm_up(state, pipeline)
+                state.pipeline = pipeline
+                state.load_error = None
                 return
             except IndexNotFoundError as exc:
                 state.load_error = f"{type(exc).__name__}: {exc}"

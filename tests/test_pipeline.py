@@ -262,6 +262,17 @@ def test_rewrite_follow_up_takes_one_question_and_nothing_else():
         assert rewrite_follow_up(ScriptedLLM(reply), ps, "En wanneer gaat die open?", history) is None, reply
 
 
+def test_warm_up_evaluates_the_fixed_prompt_parts_once(pipeline_factory):
+    """One call with the answer prompt's fixed messages and one with the rewrite's, one token each."""
+    p, llm = pipeline_factory("x")
+    seconds = p.warm_up()
+    assert seconds >= 0 and len(llm.calls) == 2
+    answer_fixed = [{"role": "system", "content": p.prompts.system()}, *p.prompts.few_shot_messages()]
+    assert llm.calls[0][:-1] == answer_fixed
+    assert llm.calls[1][:-1] == p.prompts.condense_messages([], "")[:-1]
+    assert llm.closed == 2  # each stream closed
+
+
 def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_question(pipeline_factory):
     def reply(messages):
         if "Zelfstandige vraag" in messages[-1]["content"]:

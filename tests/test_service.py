@@ -205,13 +205,14 @@ def test_service_waits_for_an_index_then_loads(tmp_path, monkeypatch):
 
     settings = _settings(tmp_path)
     real = rag.pipeline.Pipeline
+    llm = FakeLLM()
 
     class LazyPipeline:
         @classmethod
         def from_settings(cls, s):
             if read_current(s.index_dir) is None:
                 raise IndexNotFoundError("No index")
-            return real(s, Retriever(s, HashEmbedder()), FakeLLM())
+            return real(s, Retriever(s, HashEmbedder()), llm)
 
     monkeypatch.setattr(rag.pipeline, "Pipeline", LazyPipeline)
     monkeypatch.setattr(app_mod, "INDEX_POLL_SECONDS", 0.05)
@@ -219,6 +220,36 @@ def test_service_waits_for_an_index_then_loads(tmp_path, monkeypatch):
     with TestClient(app) as c:
         assert c.get("/readyz").status_code == 503
         build_index(tmp_path / "corpus", settings, HashEmbedder())
+        for _ in range(200):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert c.get("/readyz").json()["status"] == "ready"
+        # before it said ready, the fixed prompt parts were evaluated once (llama_cpp, the default)
+        assert len(llm.prompts) == 2 and "Zelfstandige vraag:" in llm.prompts[1][-1]["content"]
+
+
+def test_a_failed_warm_up_does_not_keep_the_service_from_starting(tmp_path, monkeypatch):
+    import rag.pipeline
+    import service.app as app_mod
+    from rag.retrieve import Retriever
+
+    settings = _settings(tmp_path)
+    build_index(tmp_path / "corpus", settings, HashEmbedder())
+    real = rag.pipeline.Pipeline
+
+    class BrokenLLM(FakeLLM):
+        def stream_chat(self, messages, params):
+            raise RuntimeError("llama_decode returned -1")
+
+    class ColdPipeline:
+        @classmethod
+        def from_settings(cls, s):
+            return real(s, Retriever(s, HashEmbedder()), BrokenLLM())
+
+    monkeypatch.setattr(rag.pipeline, "Pipeline", ColdPipeline)
+    app = app_mod.create_app(settings, service_settings=ServiceSettings(data_dir=tmp_path / "data"))
+    with TestClient(app) as c:
         for _ in range(200):
             if c.get("/readyz").status_code == 200:
                 break
