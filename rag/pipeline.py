@@ -165,8 +165,8 @@ def _cut_to_tokens(text: str, room: int, count_tokens: Callable[[str], int]) -> 
 def is_rewrite(text: str, question: str) -> bool:
     """Is ``text`` a usable standalone rewrite of ``question``: one question (it asks
     something), not the follow-up itself, not an essay?"""
-    if not text or len(text) > 400 or "?" not in text:
-        return False
+    if not text or len(text) > 400 or text.count("?") != 1:
+        return False  # none: an answer, not a question; two: the earlier question joined to it
     a = " ".join(_WORDS.findall(text.lower()))
     b = " ".join(_WORDS.findall(question.lower()))
     return a != b
