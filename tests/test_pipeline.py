@@ -291,7 +291,9 @@ def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_
     assert "Was dat unaniem?" in prompt and "60 extra plekken" in prompt  # the earlier question found the passage
     assert not is_rewrite("Was dat unaniem?", "Was dat unaniem?")
     # the earlier question and the follow-up side by side is not one question that stands alone
-    assert not is_rewrite("Hoeveel plekken krijgt de nachtopvang? En wanneer gaat die open?", "En wanneer gaat die open?")
+    assert not is_rewrite(
+        "Hoeveel plekken krijgt de nachtopvang? En wanneer gaat die open?", "En wanneer gaat die open?"
+    )
     assert is_rewrite("Wanneer gaat de nachtopvang open?", "En wanneer gaat die open?")
 
 
