@@ -297,24 +297,28 @@ class Pipeline:
     def condense(self, question: str, history: Sequence[Turn]) -> Question:
         """Rewrite a follow-up into a standalone question (one short LLM call)."""
         text = rewrite_follow_up(self.llm, self.prompts, question, history)
+        last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
         if text is None:
             # the small model sometimes answers instead of rewriting, or echoes the
             # follow-up: search and answer with the follow-up first and the previous
             # question beside it, so the model answers the follow-up, not the old question
-            last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
             return Question(question, earlier=last_user)
-        return Question(text)
+        # the rewrite may have copied details from the answer or dropped a word: the follow-up
+        # as asked, with its earlier question, is searched too
+        return Question(text, also=Question(question, earlier=last_user).with_earlier if last_user else "")
 
     def search(self, standalone: Question | str, top_k: int, filters: Filters | None) -> SearchResult:
         """Retrieve for the (standalone) question. A follow-up that could not be rewritten
         is searched twice, alone and with its earlier question, and the best passages of
         both are kept: "En voor jeugdhulp?" needs the earlier question, "Was dat
-        unaniem?" cannot do without it."""
+        unaniem?" cannot do without it. A rewritten follow-up is searched as rewritten and
+        as asked with its earlier question (``Question.also``), the best passages of both kept."""
         standalone = Question.of(standalone)
         result = self.retriever.search(standalone.with_earlier, top_k=top_k, filters=filters)
-        if not standalone.earlier:
+        other = standalone.text if standalone.earlier else standalone.also
+        if not other:
             return result
-        alone = self.retriever.search(standalone.text, top_k=top_k, filters=filters)
+        alone = self.retriever.search(other, top_k=top_k, filters=filters)
         best: dict[int, Hit] = {}
         for h in [*result.hits, *alone.hits]:
             if h.chunk_id not in best or h.score > best[h.chunk_id].score:

@@ -136,10 +136,13 @@ class Question:
     assistant) or the condensed rewrite of a follow-up. ``earlier`` is the previous question a
     follow-up leans on when it could not be rewritten into one that stands alone ("Was dat
     unaniem?"): search and the model see both (``with_earlier``); the answer checks, the answer
-    kind and the quote gate look at ``text`` alone."""
+    kind and the quote gate look at ``text`` alone. ``also`` is one more query, searched beside
+    ``text`` but not shown to the model: the follow-up as asked with its earlier question, when
+    ``text`` is the model's rewrite (which may have dropped or added words)."""
 
     text: str
     earlier: str = ""
+    also: str = ""
 
     @classmethod
     def of(cls, question: Question | str) -> Question:

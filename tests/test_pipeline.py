@@ -14,6 +14,7 @@ from rag.prompts import PromptError, PromptSet
 from rag.recency import named_years
 from rag.retrieve import Filters, Retriever
 from rag.schema import DoneEvent, SourcesEvent, TokenEvent, Turn
+from rag.types import Question
 from tests.conftest import ScriptedLLM, ingest_docs
 
 DOCS = {
@@ -295,6 +296,36 @@ def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_
         "Hoeveel plekken krijgt de nachtopvang? En wanneer gaat die open?", "En wanneer gaat die open?"
     )
     assert is_rewrite("Wanneer gaat de nachtopvang open?", "En wanneer gaat die open?")
+
+
+def test_a_rewritten_follow_up_is_also_searched_as_asked_with_its_earlier_question(tmp_path, settings, hash_embedder):
+    """The rewrite of a small model may drop what the follow-up leans on: the follow-up as asked,
+    with its earlier question, is searched too, and its passages reach the model."""
+    others = {
+        f"nieuws-{i}.md": f"# Nieuws {i}\n\n## Opening\n\nHet {name} gaat in mei weer open.\n"
+        for i, name in enumerate(["zwembad", "museum", "theater", "stadhuis", "park"])
+    }
+    ingest_docs(tmp_path / "docs", {**DOCS, **others}, settings, hash_embedder)
+    settings.refusal_min_score, settings.source_labels, settings.quote_min_coverage = 0.05, False, 0.0
+
+    def reply(messages):
+        if "Zelfstandige vraag" in messages[-1]["content"]:
+            return "Wanneer gaat het open?"  # a rewrite that lost the night shelter
+        return "Dat staat niet in de documenten die ik kan raadplegen."
+
+    llm = ScriptedLLM(reply)
+    p = Pipeline(settings, Retriever(settings, hash_embedder), llm)
+    rewrite_only = p.search(Question("Wanneer gaat het open?"), 2, None)
+    assert all("60 extra plekken" not in h.text for h in rewrite_only.hits)  # the rewrite alone misses it
+    history = [
+        Turn(role="user", content="Hoeveel extra plekken krijgt de nachtopvang?"),
+        Turn(role="assistant", content="De nachtopvang krijgt 60 extra plekken [1]."),
+    ]
+    a = p.ask("En wanneer gaat die open?", history=history, top_k=2)
+    assert a.standalone_question == "Wanneer gaat het open?"  # the model is asked the rewrite
+    prompt = llm.calls[-1][-1]["content"]
+    assert "Vraag: Wanneer gaat het open?" in prompt and "Eerdere vraag" not in prompt
+    assert "60 extra plekken" in prompt  # found by the follow-up as asked, with its earlier question
 
 
 def test_citations_show_document_type_and_year(pipeline_factory):
