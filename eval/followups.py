@@ -2,7 +2,8 @@
 
 ``eval/gold/followups.jsonl`` holds 24 short conversations written for this check (none taken
 from the gold sets; topics of a municipality, one in English), each with the follow-up asked
-last and ``keep``: word stems the rewrite must contain (``a|b`` = one of them), what the
+last and ``keep``: word stems the rewrite must contain (``a | b`` = one of them, matched at a
+word's start with the key-fact matcher of ``eval.textnorm``), what the
 follow-up leans on ("Hoeveel heeft het gekost?" after a question about a swimming pool must
 name the pool). A rewrite counts as **usable** when ``rag.pipeline.is_rewrite`` accepts it (one
 question, not the follow-up echoed) and it keeps every stem. The stems do not check that the
@@ -29,13 +30,14 @@ from rag.prompts import PromptSet
 from rag.schema import Turn
 from rag.settings import Settings
 
+from .textnorm import contains_fact
+
 GOLD = Path(__file__).parent / "gold" / "followups.jsonl"
 
 
 def keeps(text: str, stems: list[str]) -> bool:
-    """Does ``text`` contain, for every entry of ``stems``, one of its ``|``-separated stems?"""
-    low = text.lower()
-    return all(any(s.lower() in low for s in entry.split("|")) for entry in stems)
+    """Does ``text`` contain, for every entry of ``stems``, one of its `` | ``-separated stems?"""
+    return all(contains_fact(text, entry) for entry in stems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,5 +202,5 @@ def test_followup_rewrite_set_is_well_formed():
     for r in rows:
         assert r["history"] and r["history"][-1]["role"] == "assistant" and r["question"].endswith("?")
         assert r["keep"] and not keeps(r["question"], r["keep"]), r["id"]  # the follow-up alone lacks them
-    assert keeps("Hoeveel heeft het zwembad gekost?", ["zwembad"]) and keeps("Wat kost de opvang?", ["dakloz|opvang"])
+    assert keeps("Hoeveel heeft het zwembad gekost?", ["zwembad"]) and keeps("Wat kost de opvang?", ["dakloz | opvang"])
     assert not keeps("Hoeveel heeft het gekost?", ["zwembad"]) and not keeps("Wat in 2020?", ["schuldhulp", "2020"])
