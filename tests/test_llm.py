@@ -711,6 +711,19 @@ def test_llama_cpp_fixed_prefix_gives_the_same_answer_whatever_came_before(real_
         with pytest.raises(ContextLengthError):
             b.chat(too_long, params)
         assert b.chat(asked, params) == answers[0]  # and nothing else is affected
+
+        # a state that cannot be kept (out of memory) costs a later repeat its speed, not this answer
+        b._prompt_states.clear()
+
+        def no_memory():
+            raise MemoryError("llama_state_get_data")
+
+        b._lean_state = no_memory
+        try:
+            assert b.chat(asked, params) == answers[0] and not b._prompt_states
+        finally:
+            del b._lean_state
+        assert b.chat(asked, params) == answers[0] and len(b._prompt_states) == 1
     finally:
         b.fixed_prefix, b._prompt_cache_bytes = False, 0
         b._prefix_states.clear()
