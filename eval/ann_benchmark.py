@@ -28,6 +28,7 @@ Do not run it while another heavy job uses the cores: the latencies would be mea
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -341,7 +342,7 @@ def measure_method(
         for name, allowed in filters:
             if name != "all" and setting != filtered_setting(method, args):
                 continue
-            found, lat = time_queries(index, q, args.k, lambda a=allowed, m=make: m(a))
+            found, lat = time_queries(index, q, args.k, functools.partial(make, allowed))
             row = Row(
                 size=n,
                 dim=args.dim,

@@ -42,14 +42,14 @@ def bootstrap_ci(
     a: Sequence[float], b: Sequence[float], stat=np.mean, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
     """Paired bootstrap interval of stat(b) - stat(a) over the common items."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    idx = rng.integers(0, len(xa), size=(n_boot, len(xa)))
     if stat is np.mean:
-        d = b[idx].mean(axis=1) - a[idx].mean(axis=1)
+        d = xb[idx].mean(axis=1) - xa[idx].mean(axis=1)
     else:
-        d = np.array([stat(b[i]) - stat(a[i]) for i in idx])
+        d = np.array([stat(xb[i]) - stat(xa[i]) for i in idx])
     return float(np.quantile(d, alpha / 2)), float(np.quantile(d, 1 - alpha / 2))
 
 

@@ -42,7 +42,7 @@ def _http():
     try:
         import httpx2 as httpx
     except ImportError:  # pragma: no cover
-        import httpx  # type: ignore[no-redef]
+        import httpx
     return httpx
 
 

@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             elif isinstance(event, DoneEvent):
                 answer = event.answer
         total = time.perf_counter() - t0
+        if answer is None:
+            raise RuntimeError(f"{item.id}: the pipeline's stream ended without an answer")
         t = answer.timings
         prompt_tokens = sum(llm.count_tokens(m["content"]) for m in llm.last_messages)
         row: dict[str, Any] = {

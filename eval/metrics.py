@@ -115,7 +115,7 @@ def passage_units(chunk_texts: Sequence[tuple[str, str]], gold_passages: Sequenc
 
 def retrieval_scores(ranked: Sequence[str], gold: Iterable[str], ks: Sequence[int] = (1, 3, 5, 10)) -> dict:
     g = list(gold)
-    out = {f"hit@{k}": hit_at_k(ranked, g, k) for k in ks}
+    out: dict[str, float | int | None] = {f"hit@{k}": hit_at_k(ranked, g, k) for k in ks}
     out.update({f"recall@{k}": recall_at_k(ranked, g, k) for k in ks})
     out["mrr"] = reciprocal_rank(ranked, g)
     out["ndcg@10"] = ndcg_at_k(ranked, g, 10)

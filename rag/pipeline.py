@@ -459,6 +459,8 @@ class Pipeline:
             gen.close()  # type: ignore[attr-defined]  # every backend streams from a generator
         t_end = time.perf_counter()
         timings.completion_tokens = n_tokens
+        # counted after the answer, off the time to first token (the chat template's few tokens aside)
+        timings.prompt_tokens = sum(self.llm.count_tokens(m["content"]) for m in ctx.messages)
         if t_first is not None:
             timings.generation_ms = round((t_end - t_first) * 1000, 1)
             if t_end > t_first and n_tokens > 1:

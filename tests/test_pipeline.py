@@ -47,6 +47,9 @@ def test_answer_gets_validated_citations(pipeline_factory):
     assert a.citations[0].section == "Nachtopvang" and "60 extra plekken" in a.citations[0].snippet
     assert a.model.llm == "scripted-llm" and a.model.embedder == "test-hash-embedder"
     assert a.timings.total_ms >= a.timings.retrieval_ms > 0 and a.timings.first_token_ms is not None
+    # the answer prompt's tokens (every message's text, as the backend counts them) and the answer's
+    assert a.timings.prompt_tokens == sum(llm.count_tokens(m["content"]) for m in llm.calls[0]) > 100
+    assert a.timings.completion_tokens == len(a.answer.split())
     assert a.language == "nl"
     # the fixed prefix (system prompt + examples) comes first, identical for every question
     system = llm.calls[0][0]

@@ -728,6 +728,8 @@ def test_chat_completions_shape(client, env):
     assert msg["role"] == "assistant" and msg["content"] == body["vraagbaak"]["answer"]
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["vraagbaak"]["citations"] and body["usage"]["completion_tokens"] > 0
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 100 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     # the earlier turns became history: the pipeline condensed the follow-up
     prompts = env.llm.prompts[n:]
     assert any("Zelfstandige vraag:" in p[-1]["content"] for p in prompts)
