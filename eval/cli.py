@@ -10,6 +10,8 @@
     python -m eval compare eval/runs/<A> eval/runs/<B> [--fail-on-regression]
     python -m eval rescore eval/runs/<run>                  # recompute answer metrics, no LLM
     python -m eval ablate --dataset demo --only retrieval
+    python -m eval prompts --dataset demo --out a.json      # answer prompts, no generation;
+    python -m eval prompts-diff a.json b.json               # the ids a change gives another prompt
 
 ``register(app)`` adds the same commands as an ``eval`` group to another Typer app; the ``vraagbaak``
 CLI loads it as a plugin (entry point group ``vraagbaak.commands``).
@@ -148,6 +150,38 @@ def format_summary(results: dict) -> str:
             )
             lines.append(f"  {LABELS.get(k, k):58s} {vals}")
     return "\n".join(lines)
+
+
+@app.command("prompts")
+def prompts_cmd(
+    out: Annotated[Path, typer.Option(help="JSON file: question id -> sha256 of its answer prompt.")],
+    dataset: Annotated[str, typer.Option(help="demo | guard | reworded | demo-pdf | faq | faq-ci")] = "demo",
+    ids: Annotated[str | None, typer.Option(help="Comma-separated question ids.")] = None,
+    split: Annotated[str | None, typer.Option(help="tune | test: only that frozen split.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Passages given to the LLM.")] = None,
+) -> None:
+    """Record every question's answer prompt, with no generation (eval/prompt_diff.py): with
+    ``prompts-diff``, only the questions a change gives another prompt are answered again."""
+    from .prompt_diff import record
+    from .run import RunConfig
+
+    cfg = RunConfig(dataset=dataset, ids=question_ids(ids) if ids else None, split=split, top_k=top_k)
+    record(cfg, out)
+
+
+@app.command("prompts-diff")
+def prompts_diff_cmd(
+    a: Annotated[Path, typer.Argument(help="Prompts recorded before the change.")],
+    b: Annotated[Path, typer.Argument(help="Prompts recorded after it.")],
+) -> None:
+    """Print the ids whose answer prompt differs (and the follow-ups), comma-separated, for
+    ``eval run --ids``; the counts go to stderr."""
+    from .prompt_diff import changed, load_record
+
+    ra, rb = load_record(a), load_record(b)
+    ids = changed(ra, rb)
+    typer.echo(f"{len(ids)} of {len(set(ra) | set(rb))} questions to answer again", err=True)
+    typer.echo(",".join(ids))
 
 
 @app.command("rescore")
