@@ -190,9 +190,11 @@ def rank_by_meaning(question: str, evidence: Sequence[Evidence], score: Sentence
 
 
 def weak_words(evidence: Sequence[Evidence], below: float) -> bool:
-    """Do the question's words fail to find the passages' sentences: no sentence covers
-    ``below`` of them?"""
-    return max((e.coverage for e in evidence), default=0.0) < below
+    """Do the question's words fail to find the passages' sentences: no sentence covers any
+    of them ("Tot welke leeftijd richt de jeugdambitie zich?" over "… de ambitie dat kinderen
+    van 0-23 jaar …"), or none covers ``below`` of them?"""
+    best = max((e.coverage for e in evidence), default=0.0)
+    return best <= 0.0 or best < below
 
 
 def focus(

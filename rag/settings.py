@@ -388,10 +388,11 @@ class Settings(VraagbaakSettings):
     # 2 sentences raised key-fact recall 0.535 -> 0.611 and cut false refusals 0.236 -> 0.139
     # (72 common answerable questions, with the follow-up fix), TTFT p50 28 -> 11 s
     focus_sentences: int = 2
-    # focus by meaning too (rag/evidence.py: rank_by_meaning): a question that is not in Dutch, or
-    # whose words no passage sentence covers focus_by_meaning_below of (IDF-weighted), has the
-    # sentences ranked by the embedder's similarity plus coverage (one embedding call over the
-    # passages' sentences, only for those questions); 0 = questions not in Dutch only
+    # focus by meaning too (rag/evidence.py: rank_by_meaning): a question that is not in Dutch,
+    # whose words no passage sentence covers at all (a compound the passages write apart), or none
+    # covers focus_by_meaning_below of (IDF-weighted), has the sentences ranked by the embedder's
+    # similarity plus coverage (one embedding call over the passages' sentences, ~0.9 s, only for
+    # those questions); 0 = the first two only
     focus_by_meaning: bool = True
     focus_by_meaning_below: float = 0.0
     # whole units (rag/units.py): a retrieved chunk that ends in an open list gets the rest of

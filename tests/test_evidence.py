@@ -253,6 +253,48 @@ def test_an_english_question_brings_the_answering_sentence_into_view():
     assert "960 plekken" in focus(passage, ranked, max_sentences=1).text
 
 
+def test_a_dutch_question_whose_words_no_sentence_covers_is_focused_by_meaning():
+    """A compound the passage writes apart ("jeugdambitie" / "de ambitie … kinderen") covers
+    nothing: each passage would keep its first sentence, whatever it says. Ranked by meaning
+    (one embedding call, only for such questions) the answering sentence is kept."""
+    from rag.evidence import weak_words
+    from rag.pipeline import build_context, focus_context
+    from rag.prompts import PromptSet
+    from rag.types import Hit
+
+    text = (
+        "Het fundament voor onze levensloop wordt gelegd tijdens de jeugd. "
+        "De stad heeft de ambitie dat kinderen tot 23 jaar gezond opgroeien. "
+        "Dat vraagt samenwerking met scholen en sportclubs."
+    )
+    hit = Hit(
+        chunk_id=1,
+        doc_id="docs/begroting",
+        title="Begroting",
+        source="b.md",
+        text=text,
+        heading_path=[],
+        page=None,
+        score=0.9,
+    )
+    question = "Tot welke leeftijd richt de jeugdambitie zich?"
+    ctx = build_context(question, [hit], PromptSet(None), lambda t: len(t) // 4, 900)
+    evidence = rank_evidence(question, ctx.passages)
+    assert max(e.coverage for e in evidence) == 0.0
+    assert weak_words(evidence, 0.0) and not weak_words(
+        rank_evidence("Wat heeft de stad als ambitie?", ctx.passages), 0.0
+    )
+
+    def meaning(q, sentences):  # a stand-in for the embedder: the sentence about ages is nearest
+        return [0.8 if "23 jaar" in s else 0.3 for s in sentences]
+
+    shown = focus_context(ctx, PromptSet(None), uniform_idf, 1, 0, meaning, 0.0).messages[-1]["content"]
+    assert "23 jaar" in shown and "fundament" not in shown
+    # without meaning the words alone keep the first sentence
+    plain = focus_context(ctx, PromptSet(None), uniform_idf, 1, 0, None, 0.0).messages[-1]["content"]
+    assert "fundament" in plain and "23 jaar" not in plain
+
+
 def test_quotes_are_chosen_by_coverage_whatever_the_order():
     from dataclasses import replace
 
