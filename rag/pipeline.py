@@ -346,10 +346,13 @@ class Pipeline:
             h.rank = r
         return SearchResult(query=result.query, hits=hits, timings=result.timings, generation=result.generation)
 
-    def warm_up(self) -> float:
+    def warm_up(self) -> float | None:
         """Evaluate the fixed parts of the answer prompt and of the follow-up rewrite once (one
-        token each), so that a backend which keeps their computation (llama_cpp's fixed prefix)
-        has it before the first question. Returns the seconds it took."""
+        token each), so that a backend which keeps their computation (``keeps_prefix``:
+        llama_cpp) has it before the first question. Returns the seconds it took, or None for a
+        backend that keeps nothing (nothing is asked)."""
+        if not getattr(self.llm, "keeps_prefix", False):
+            return None
         t0 = time.perf_counter()
         params = GenerationParams(max_tokens=1, temperature=0.0)
         turns = [

@@ -289,9 +289,10 @@ class Settings(VraagbaakSettings):
     # question starts at once) and a switch between the answer and rewrite prompts is a state
     # load. Off = llama-cpp-python's reuse of the longest prefix shared with the previous prompt
     llm_fixed_prefix: bool = True
-    # llama_cpp: `vraagbaak serve` evaluates the fixed prompt parts (answer prompt, follow-up
-    # rewrite) once before it reports ready, so the first question after a start does not pay
-    # for them (~13 s on 2 cores; Pipeline.warm_up)
+    # `vraagbaak serve` evaluates the fixed prompt parts (answer prompt, follow-up rewrite) once
+    # before it reports ready, for a backend that keeps their computation (``keeps_prefix``:
+    # llama_cpp), so the first question after a start does not pay for them (~13 s on 2 cores;
+    # Pipeline.warm_up)
     llm_warm_up: bool = True
     # Where the backend runs (rag/llm/worker.py): "process" = a worker process, so a crash of
     # native code (llama.cpp) is a 503 and a log line, not a dead API; "inline" = in this

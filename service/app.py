@@ -174,7 +174,8 @@ async def _warm_up(state: ServiceState, pipeline: Any) -> None:
     failure is logged and the service starts all the same (the first question then pays)."""
     try:
         seconds = await state.in_worker(pipeline.warm_up)
-        log.info("fixed prompts evaluated", extra={"seconds": round(seconds, 1)})
+        if seconds is not None:
+            log.info("fixed prompts evaluated", extra={"seconds": round(seconds, 1)})
     except Exception:
         log.warning("warming up the model failed; the first question will be slower", exc_info=True)
 
@@ -193,7 +194,7 @@ async def _load(state: ServiceState) -> None:
             try:
                 pipeline = await state.in_worker(Pipeline.from_settings, state.settings)
                 log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 1)})
-                if state.settings.llm_warm_up and state.settings.llm_backend == "llama_cpp":
+                if state.settings.llm_warm_up:
                     await _warm_up(state, pipeline)
                 state.pipeline = pipeline
                 state.load_error = None

@@ -38,6 +38,8 @@ class FakeLLM:
     """A deterministic LLM stand-in. ``delay``: seconds per token; ``unavailable``: raise
     LLMUnavailableError(retry_after=...) when a stream starts."""
 
+    keeps_prefix = True  # as the default backend (llama_cpp): the service warms it up
+
     def __init__(
         self,
         model_id: str = "fake-llm",

@@ -68,6 +68,7 @@ class ScriptedLLM:
 
     model_id = "scripted-llm"
     context_window = 4096
+    keeps_prefix = True  # as llama_cpp: Pipeline.warm_up asks it
 
     def __init__(self, reply) -> None:
         self.reply = reply if callable(reply) else (lambda messages: reply)

@@ -49,3 +49,9 @@ class WordsLLM(ChatMixin):
             if self.delay:
                 time.sleep(self.delay)
             yield word if i == 0 else " " + word
+
+
+class PrefixWordsLLM(WordsLLM):
+    """WordsLLM that says it keeps its fixed prompt parts between calls, as llama_cpp does."""
+
+    keeps_prefix = True

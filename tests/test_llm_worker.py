@@ -35,12 +35,21 @@ def worker(tmp_path):
 
 def test_answers_stream_through_the_worker(worker):
     assert worker.model_id == "words-llm" and worker.context_window == 2048
+    assert worker.keeps_prefix is False  # WordsLLM does not say it keeps one
     assert worker.pid is not None and worker.pid != os.getpid()
     assert list(worker.stream_chat(_msgs("de raad besluit"), GenerationParams())) == ["de", " raad", " besluit"]
     assert worker.chat(_msgs("een twee drie vier"), GenerationParams(max_tokens=2)) == "een twee"
     assert worker.count_tokens("een twee drie") == 3 and worker.count_tokens("") == 0
     # the backend really runs in the child
     assert worker.chat(_msgs("PID"), GenerationParams()) == str(worker.pid)
+
+
+def test_the_worker_passes_on_whether_the_backend_keeps_its_prefix(tmp_path):
+    llm = ProcessLLM("tests.llm_doubles:PrefixWordsLLM", Settings(index_dir=tmp_path / "index"))
+    try:
+        assert llm.keeps_prefix is True  # so the service warms it up (Pipeline.warm_up)
+    finally:
+        llm.close()
 
 
 def test_a_scripted_error_keeps_its_type_and_the_worker(worker):

@@ -277,6 +277,13 @@ def test_warm_up_evaluates_the_fixed_prompt_parts_once(pipeline_factory):
     assert llm.closed == 2  # each stream closed
 
 
+def test_warm_up_asks_nothing_of_a_backend_that_keeps_no_prefix(pipeline_factory):
+    """An OpenAI-compatible server or transformers keeps nothing between calls: no warm-up."""
+    p, llm = pipeline_factory("x")
+    llm.keeps_prefix = False
+    assert p.warm_up() is None and llm.calls == []
+
+
 def test_follow_up_that_is_not_rewritten_is_searched_alone_and_with_its_earlier_question(pipeline_factory):
     def reply(messages):
         if "Zelfstandige vraag" in messages[-1]["content"]:

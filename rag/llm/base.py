@@ -11,7 +11,10 @@ plugins.  A backend is any object with
   stops the LLM, so callers must close streams they do not read to the end,
 * ``chat(messages, params) -> str`` (the joined stream; ``complete()`` below does it for
   any backend), and
-* ``count_tokens(text) -> int``.
+* ``count_tokens(text) -> int``, and optionally
+* ``keeps_prefix: bool``: the backend keeps the computation of a prompt's fixed messages
+  between calls (llama_cpp), so evaluating them once at start (``Pipeline.warm_up``) spares
+  the first question; absent = False.
 
 Backends are built from the settings by ``load_llm(settings)``, which looks up
 ``settings.llm_backend`` in the registry: the built-ins (imported lazily, so a backend

@@ -57,6 +57,7 @@ class LlamaCppBackend(ChatMixin):
     """A GGUF model run by llama.cpp on the CPU."""
 
     fixed_prefix = False  # every prompt evaluated from its fixed messages' state (_resume_fixed_prefix)
+    keeps_prefix = True  # the fixed messages' computation is kept between calls (either way)
 
     def __init__(
         self,

@@ -96,7 +96,7 @@ def _worker_main(conn, target: str, settings_data: dict[str, Any]) -> None:  # p
     except BaseException as exc:  # reported to the parent, which raises it
         send("load_error", type(exc).__name__, str(exc))
         return
-    send("ready", backend.model_id, int(backend.context_window))
+    send("ready", backend.model_id, int(backend.context_window), bool(getattr(backend, "keeps_prefix", False)))
 
     jobs: queue.Queue = queue.Queue()
     cancelled: set[int] = set()
@@ -186,7 +186,7 @@ class _Worker:
             if msg[1] in ("ImportError", "ModuleNotFoundError", "BackendLoadError"):
                 raise BackendLoadError(msg[2])
             raise _ERRORS.get(msg[1], LLMError)(msg[2])
-        _, self.model_id, self.context_window = msg
+        _, self.model_id, self.context_window, self.keeps_prefix = msg
         self._reader = threading.Thread(target=self._read, name="llm-worker-reader", daemon=True)
         self._reader.start()
 
@@ -275,6 +275,7 @@ class ProcessLLM(ChatMixin):
         self._worker: _Worker | None = _Worker(target, self._settings_data, start_timeout)
         self.model_id: str = self._worker.model_id
         self.context_window: int = self._worker.context_window
+        self.keeps_prefix: bool = self._worker.keeps_prefix
 
     # ---------------------------------------------------------------- the worker's life
 
