@@ -79,17 +79,12 @@ def changed(a: dict[str, str], b: dict[str, str]) -> list[str]:
 
 def record(cfg: Any, out: Path, settings: Any = None, log=print) -> dict[str, Any]:
     """Record the prompts of ``cfg``'s questions (an ``eval.run.RunConfig``) into ``out``."""
-    from rag.embed import load_embedder
     from rag.llm import load_llm
     from rag.retrieve import Retriever
-    from rag.settings import Settings
 
-    from .run import ensure_index, make_pipeline, select_items
+    from .run import make_pipeline, prepare
 
-    s = (settings or Settings()).model_copy(update=cfg.settings_overrides())
-    items = select_items(cfg)
-    embedder = load_embedder(s)
-    s = s.model_copy(update={"index_dir": ensure_index(cfg, s, embedder, log)})
+    s, items, embedder = prepare(cfg, settings, log=log)
     recorder = PromptRecorder(load_llm(s))
     pipeline = make_pipeline(s, Retriever(s, embedder), recorder)
     prompts = record_prompts(items, pipeline, recorder, cfg.top_k)

@@ -821,6 +821,24 @@ def build_config(
     }
 
 
+def prepare(cfg: RunConfig, settings=None, embedder=None, log: Callable[[str], None] = print) -> tuple[Any, list, Any]:
+    """What every run of ``cfg`` starts from: the settings with the run's overrides and its
+    index (built once and cached: :func:`ensure_index`) as ``index_dir``, the questions, and the
+    embedder (``embedder``, or the settings' one loaded)."""
+    from rag.settings import Settings
+
+    s = (settings or Settings()).model_copy(update=cfg.settings_overrides())
+    items = select_items(cfg)
+    if not items:
+        raise SystemExit("no questions selected")
+    if embedder is None:
+        from rag.embed import load_embedder
+
+        embedder = load_embedder(s)
+    index_dir = ensure_index(cfg, s, embedder, log)
+    return s.model_copy(update={"index_dir": index_dir}), items, embedder
+
+
 def run(
     cfg: RunConfig,
     run_dir: Path | None = None,
@@ -838,7 +856,6 @@ def run(
     backend, the dataset's index copied there (:func:`postgres_index`)."""
     from pydantic import SecretStr
 
-    from rag.settings import Settings
     from rag.store import database_url as configured_url
 
     if run_dir is not None and (Path(run_dir) / "config.json").exists():  # resume
@@ -847,18 +864,8 @@ def run(
         known = set(RunConfig.__dataclass_fields__)
         cfg = RunConfig(**{k: v for k, v in saved["run"].items() if k in known})
         cfg.limit = keep_limit if keep_limit is not None else cfg.limit
-    base = settings or Settings()
-    s = base.model_copy(update=cfg.settings_overrides())
-    items = select_items(cfg)
-    if not items:
-        raise SystemExit("no questions selected")
-
-    if embedder is None:
-        from rag.embed import load_embedder
-
-        embedder = load_embedder(s)
-    index_dir = ensure_index(cfg, s, embedder, log)
-    s = s.model_copy(update={"index_dir": index_dir})
+    s, items, embedder = prepare(cfg, settings, embedder, log)
+    index_dir = Path(s.index_dir)
     url = configured_url(s) if database_url is None else database_url
     backend: dict[str, Any] = {"backend": "embedded"}
     if url and (cfg.dataset != "feedback" or cfg.index_dir):
