@@ -268,6 +268,31 @@ def test_a_signature_block_answers_who_holds_the_role_it_names_and_nothing_else(
 
     assert verdict("Wie is de burgemeester van Groningen?") == Keep()
     assert isinstance(verdict("Wie is de wethouder van onderwijs?"), Refuse)  # the hidden set's case
+    # a question that mentions the role but asks something else (a follow-up's rewrite)
+    mentions = "Namens wie werden de excuses aangeboden die de burgemeester bood voor het slavernijverleden?"
+    assert isinstance(verdict(mentions), Refuse)
+
+
+def test_a_question_asks_for_a_signed_role_only_when_it_asks_who_holds_it():
+    from rag.text.boilerplate import asks_for_a_signed_role
+
+    block = "Met vriendelijke groet, burgemeester, Koen Schuiling secretaris, Christien Bronda"
+    for q in (
+        "Wie is de burgemeester van Groningen?",
+        "Wie was toen burgemeester?",
+        "Wie is in 2022 de secretaris van de gemeente?",
+        "Welke burgemeester ondertekende de brief?",
+        "Hoe heet de secretaris?",
+        "Wat is de naam van de burgemeester?",
+    ):
+        assert asks_for_a_signed_role(q, block), q
+    for q in (
+        "In welke maand bood de burgemeester excuses aan voor het slavernijverleden?",
+        "Namens wie werden de excuses aangeboden die de burgemeester bood?",
+        "Speelde de burgemeester een rol bij de excuses?",
+        "Wie is de wethouder van onderwijs?",  # a role the block does not name
+    ):
+        assert not asks_for_a_signed_role(q, block), q
 
 
 def test_a_yes_or_no_verdict_is_taken_off_and_the_sentence_stays():

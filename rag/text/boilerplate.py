@@ -135,6 +135,15 @@ def asks_about_the_letter(question: str) -> bool:
 
 
 _ROLE = re.compile(r"\b(" + _ROLES + r")\b", re.IGNORECASE)
+# a question that asks who holds a role: "Wie is de burgemeester?", "Wie was toen burgemeester?",
+# "Welke wethouder …?", "Hoe heet de secretaris?" — not one that only mentions it ("In welke maand
+# bood de burgemeester excuses aan?", "Namens wie … die de burgemeester bood?")
+_ASKS_ROLE = re.compile(
+    r"\bwie\s+(?:is|was|zijn|waren)\s+(?:[\w-]+\s+){0,3}?(" + _ROLES + r")\b|"
+    r"\bwelke?\s+(" + _ROLES + r")\b|"
+    r"\b(?:naam\s+van|hoe\s+heet|hoe\s+heette)\s+(?:de\s+|het\s+)?(" + _ROLES + r")\b",
+    re.IGNORECASE,
+)
 
 
 def signed_roles(text: str) -> set[str]:
@@ -144,6 +153,8 @@ def signed_roles(text: str) -> set[str]:
 
 def asks_for_a_signed_role(question: str, passage: str) -> bool:
     """ "Wie is de burgemeester?" over a letter signed "burgemeester, Koen Schuiling": the signature
-    block answers it. "Wie is de wethouder van onderwijs?" over the same letter: it does not."""
-    asked = {m.lower() for m in _ROLE.findall(question)}
+    block answers it. "Wie is de wethouder van onderwijs?" over the same letter: it does not, nor
+    does a question that only mentions the burgemeester ("Namens wie werden de excuses aangeboden
+    die de burgemeester bood?")."""
+    asked = {role.lower() for m in _ASKS_ROLE.finditer(question) for role in m.groups() if role}
     return bool(asked & signed_roles(passage))
