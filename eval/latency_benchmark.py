@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         first = None
         answer = None
+        llm.last_messages = []  # a question refused before the model leaves none
         for event in pipeline.stream(item.question):
             if isinstance(event, TokenEvent) and first is None:
                 first = time.perf_counter()
@@ -153,20 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         if answer is None:
             raise RuntimeError(f"{item.id}: the pipeline's stream ended without an answer")
         t = answer.timings
-        prompt_tokens = sum(llm.count_tokens(m["content"]) for m in llm.last_messages)
         row: dict[str, Any] = {
             "id": item.id,
             "first_token_ms": t.first_token_ms,
             "total_ms": round(total * 1000, 1),
             "retrieval_ms": t.retrieval_ms,
             "completion_tokens": t.completion_tokens,
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": t.prompt_tokens,  # the pipeline's count of the answer prompt
             "context_tokens": llm.count_tokens(llm.last_messages[-1]["content"]) if llm.last_messages else 0,
             "pipeline_tokens_per_s": t.tokens_per_s,
         }
         if raw and t.completion_tokens and t.completion_tokens > 2:
-            raw = raw_decode(llm.inner.llm, llm.last_messages, t.completion_tokens)
-            row["raw_tokens_per_s"] = raw["tokens_per_s"]
+            decoded = raw_decode(llm.inner.llm, llm.last_messages, t.completion_tokens)
+            row["raw_tokens_per_s"] = decoded["tokens_per_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "total_ms": {"p50": pct([r["total_ms"] for r in rows], 0.5), "p95": pct([r["total_ms"] for r in rows], 0.95)},
         "context_tokens_p50": pct([r["context_tokens"] for r in rows], 0.5),
-        "prompt_tokens_p50": pct([r["prompt_tokens"] for r in rows], 0.5),
+        "prompt_tokens_p50": pct([r["prompt_tokens"] for r in rows if r["prompt_tokens"]], 0.5),
         "pipeline_tokens_per_s_p50": pct([p for p, _ in pairs], 0.5),
         "raw_tokens_per_s_p50": pct([r for _, r in pairs], 0.5),
         "decode_ratio_mean": round(statistics.mean(p / r for p, r in pairs), 3) if pairs else None,
