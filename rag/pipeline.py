@@ -263,6 +263,7 @@ class Pipeline:
         self.llm = llm
         self.prompts = prompts or PromptSet(settings.prompts_dir)
         self.checks = build_checks(settings)
+        self._fixed_tokens: dict[str, int] = {}  # the fixed messages' token counts (prompt_tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -345,6 +346,18 @@ class Pipeline:
         for r, h in enumerate(hits, start=1):
             h.rank = r
         return SearchResult(query=result.query, hits=hits, timings=result.timings, generation=result.generation)
+
+    def prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """The tokens of an answer prompt's messages: the fixed ones (system prompt, worked
+        examples, the same for every question) counted once, the last one each time."""
+        *fixed, last = messages
+        n = 0
+        for m in fixed:
+            content = m["content"]
+            if content not in self._fixed_tokens:
+                self._fixed_tokens[content] = self.llm.count_tokens(content)
+            n += self._fixed_tokens[content]
+        return n + self.llm.count_tokens(last["content"])
 
     def warm_up(self) -> float | None:
         """Evaluate the fixed parts of the answer prompt and of the follow-up rewrite once (one
@@ -463,7 +476,7 @@ class Pipeline:
         t_end = time.perf_counter()
         timings.completion_tokens = n_tokens
         # counted after the answer, off the time to first token (the chat template's few tokens aside)
-        timings.prompt_tokens = sum(self.llm.count_tokens(m["content"]) for m in ctx.messages)
+        timings.prompt_tokens = self.prompt_tokens(ctx.messages)
         if t_first is not None:
             timings.generation_ms = round((t_end - t_first) * 1000, 1)
             if t_end > t_first and n_tokens > 1:

@@ -37,6 +37,17 @@ def pipeline_factory(tmp_path, settings, hash_embedder):
     return make
 
 
+def test_prompt_tokens_count_every_question_s_own_prompt(pipeline_factory):
+    """The fixed messages' counts are kept between questions; each answer still reports the
+    tokens of its own whole prompt."""
+    p, llm = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
+    first = p.ask("Hoeveel extra plekken krijgt de nachtopvang?")
+    second = p.ask("Hoeveel geld is er voor mantelzorgondersteuning?")
+    counts = [sum(llm.count_tokens(m["content"]) for m in call) for call in llm.calls]
+    assert [first.timings.prompt_tokens, second.timings.prompt_tokens] == counts
+    assert counts[0] != counts[1]
+
+
 def test_answer_gets_validated_citations(pipeline_factory):
     p, llm = pipeline_factory("De nachtopvang aan de Hereweg krijgt 60 extra plekken [1].")
     a = p.ask("Hoeveel extra plekken krijgt de nachtopvang?")
